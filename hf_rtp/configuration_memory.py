@@ -1,0 +1,197 @@
+"""Configuration of an addressable memory: shapes, budget (eqn 4 of the paper) and how to view pixels."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import field
+from typing import Any, Literal, Sequence
+
+from huggingface_hub.dataclasses import strict
+from transformers import PretrainedConfig
+
+ADDRESSING_KINDS = ("learned", "one_hot")
+
+
+class BudgetError(ValueError):
+    """The storage budget cannot hold the requested memory."""
+
+
+def budget_floats(image_shape: Sequence[int], num_classes: int, ipc: float) -> float:
+    """Floats allowed by a budget of `ipc` full-size images per class (eqn 4, right-hand side)."""
+    c, h, w = image_shape
+    return ipc * c * h * w * num_classes
+
+
+def images_per_query_for_budget(
+    image_shape: Sequence[int], num_classes: int, ipc: float, num_bases: int, downsample: int
+) -> int:
+    """r = floor((IPC*C*H*W*n - K*C*H*W/ds^2) / (n*K)): the most addressing matrices eqn 4 allows."""
+    c, h, w = image_shape
+    allowed = budget_floats(image_shape, num_classes, ipc)
+    bases_cost = num_bases * c * (h // downsample) * (w // downsample)
+    r = math.floor((allowed - bases_cost) / (num_classes * num_bases))
+    if r < 1:
+        raise BudgetError(
+            f"a budget of ipc={ipc} ({allowed:g} floats for {num_classes} classes of {c}x{h}x{w}) cannot hold "
+            f"{num_bases} bases of {c}x{h // downsample}x{w // downsample} ({bases_cost} floats) plus one "
+            f"addressing matrix per image ({num_classes * num_bases} floats each): use fewer bases, a larger "
+            f"downsample factor or a larger ipc"
+        )
+    return r
+
+
+@strict
+class AddressableMemoryConfig(PretrainedConfig):
+    """Shapes of an addressable memory (sec 4.1 of the paper) and what a loaded memory needs to be viewed.
+
+    Query y (a one-hot label, or any `query_dim` vector) recalls `images_per_query` images; image i is
+    `upsample((y^T A_i) M)` with M the `num_bases` bases stored at 1/`downsample` resolution (eqn 2).
+    """
+
+    model_type = "addressable_memory"
+
+    image_shape: list[int] = field(default_factory=lambda: [3, 32, 32])
+    """(C, H, W) of a recalled image, i.e. of the dataset's images."""
+    class_names: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
+    """One name per class; label i of a query is class_names[i]."""
+    num_bases: int = 16
+    """K: number of shared bases (memories)."""
+    images_per_query: int = 1
+    """r: number of addressing matrices A_i, i.e. images recalled per query."""
+    downsample: int = 2
+    """ds: bases are stored at (H/ds, W/ds) and upsampled bilinearly; 1 stores full resolution."""
+    query_dim: int | None = None
+    """d_y: length of a query vector; defaults to the number of classes (one-hot labels)."""
+    addressing: Literal["learned", "one_hot"] = "learned"
+    """'learned': r learned d_y x K matrices. 'one_hot': the standard per-class synthetic set
+    (K = classes * r bases, A_i fixed one-hot, nothing learned but the bases)."""
+    mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """Per-channel mean the pixels were normalised with (x - mean) / std."""
+    std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    """Per-channel std the pixels were normalised with."""
+    ipc: float | None = None
+    """The storage budget in images per class this memory was sized for, if any."""
+    dataset_name: str | None = None
+    """The dataset (Hub id or local path) the memory was distilled from."""
+    distillation: dict[str, Any] | None = None
+    """How the memory was trained (filled in by the Distiller): steps, unroll length, seed, ..."""
+    evaluation: dict[str, Any] | None = None
+    """Measured retraining accuracy (filled in by the evaluation protocol), shown on the model card."""
+
+    def __post_init__(self, **kwargs):
+        self.image_shape = [int(v) for v in self.image_shape]
+        self.class_names = [str(v) for v in self.class_names]
+        if self.query_dim is None:
+            self.query_dim = len(self.class_names)
+        kwargs.pop("id2label", None)
+        kwargs.pop("label2id", None)
+        super().__post_init__(**kwargs)
+        # id2label is what the rest of the HF stack reads; class_names stays the source of truth.
+        self.id2label = dict(enumerate(self.class_names))
+        self.label2id = {name: i for i, name in self.id2label.items()}
+
+    # Class validators run at construction (huggingface_hub @strict): bad shapes fail early, with a name.
+    def validate_memory_shapes(self) -> None:
+        for name in ("num_bases", "images_per_query", "downsample", "query_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}")
+        c, h, w = self.image_shape
+        if self.num_bases < 1:
+            raise ValueError(f"num_bases (K) must be >= 1, got {self.num_bases}")
+        if self.images_per_query < 1:
+            raise ValueError(f"images_per_query (r) must be >= 1, got {self.images_per_query}")
+        if self.downsample < 1 or h % self.downsample or w % self.downsample:
+            raise ValueError(f"downsample must be >= 1 and divide H={h} and W={w}, got {self.downsample}")
+        if not self.class_names:
+            raise ValueError("class_names must name at least one class")
+        if len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"class_names must be unique, got {self.class_names}")
+        if self.query_dim < 1:
+            raise ValueError(f"query_dim must be >= 1, got {self.query_dim}")
+        if len(self.mean) != c or len(self.std) != c:
+            raise ValueError(f"mean and std need one value per channel (C={c}), got {self.mean} and {self.std}")
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+        if self.addressing not in ADDRESSING_KINDS:
+            raise ValueError(f"addressing must be one of {ADDRESSING_KINDS}, got {self.addressing!r}")
+        if self.addressing == "one_hot":
+            n = len(self.class_names)
+            if self.query_dim != n or self.num_bases != n * self.images_per_query:
+                raise ValueError(
+                    "one_hot addressing is the per-class synthetic set: it needs query_dim == classes "
+                    f"({n}) and num_bases == classes * images_per_query ({n * self.images_per_query}), "
+                    f"got query_dim={self.query_dim}, num_bases={self.num_bases}"
+                )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def base_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.image_shape
+        return (c, h // self.downsample, w // self.downsample)
+
+    def storage_floats(self) -> int:
+        """Floats the memory stores (eqn 4, left-hand side): bases plus learned addressing matrices."""
+        c, h, w = self.base_shape
+        bases = self.num_bases * c * h * w
+        addressing = self.images_per_query * self.query_dim * self.num_bases if self.addressing == "learned" else 0
+        return bases + addressing
+
+    def budget_ipc(self) -> float:
+        """The storage as a number of full-size images per class, comparable across parameterisations."""
+        return self.storage_floats() / budget_floats(self.image_shape, self.num_classes, 1)
+
+    @classmethod
+    def for_budget(
+        cls,
+        image_shape: Sequence[int],
+        class_names: Sequence[str],
+        ipc: float = 1,
+        num_bases: int = 16,
+        downsample: int = 2,
+        addressing: str = "learned",
+        **kwargs: Any,
+    ) -> "AddressableMemoryConfig":
+        """The largest memory that fits a budget of `ipc` images per class (eqn 4).
+
+        learned: K bases plus r = floor((IPC*C*H*W*n - K*C*H*W/ds^2) / (n*K)) addressing matrices.
+        one_hot: the per-class synthetic set; r = floor(IPC * ds^2) images of 1/ds^2 the size per class.
+        """
+        if len(image_shape) != 3:
+            raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
+        c, h, w = (int(v) for v in image_shape)
+        n = len(class_names)
+        if n < 1:
+            raise ValueError("class_names must name at least one class")
+        if ipc <= 0:
+            raise BudgetError(f"ipc must be positive, got {ipc}")
+        if downsample < 1 or h % downsample or w % downsample:
+            raise ValueError(f"downsample must be >= 1 and divide H={h} and W={w}, got {downsample}")
+        if addressing == "one_hot":
+            r = math.floor(ipc * downsample * downsample + 1e-9)
+            if r < 1:
+                raise BudgetError(f"a budget of ipc={ipc} holds no image of {c}x{h // downsample}x{w // downsample}")
+            num_bases = n * r
+        elif addressing == "learned":
+            if num_bases < 1:
+                raise ValueError(f"num_bases (K) must be >= 1, got {num_bases}")
+            r = images_per_query_for_budget((c, h, w), n, ipc, num_bases, downsample)
+        else:
+            raise ValueError(f"addressing must be one of {ADDRESSING_KINDS}, got {addressing!r}")
+        kwargs.setdefault("mean", [0.0] * c)
+        kwargs.setdefault("std", [1.0] * c)
+        return cls(
+            image_shape=[c, h, w],
+            class_names=list(class_names),
+            num_bases=num_bases,
+            images_per_query=r,
+            downsample=downsample,
+            addressing=addressing,
+            ipc=float(ipc),
+            **kwargs,
+        )

@@ -1,0 +1,312 @@
+"""Hugging Face image-classification datasets in, normalised tensors out.
+
+Hub ids of the paper's benchmarks use a known column table and the authors' normalisation statistics;
+anything else (other Hub ids, local parquet/imagefolder repos, `save_to_disk` folders) is detected from its
+features. `"digits"` is an embedded offline dataset (scikit-learn's 8x8 handwritten digits).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+DIGITS = "digits"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How to read one known dataset: its columns, splits and normalisation statistics."""
+
+    image_column: str
+    label_column: str
+    test_split: str = "test"
+    config_name: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+# Columns from the Hub repos' dataset_info; statistics from the authors' code (DESIGN.md sec 3).
+KNOWN_DATASETS: dict[str, DatasetSpec] = {
+    "ylecun/mnist": DatasetSpec("image", "label", mean=(0.1307,), std=(0.3081,)),
+    "zalando-datasets/fashion_mnist": DatasetSpec("image", "label", mean=(0.2861,), std=(0.3530,)),
+    "uoft-cs/cifar10": DatasetSpec("img", "label", mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010)),
+    "uoft-cs/cifar100": DatasetSpec("img", "fine_label", mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761)),
+    "ufldl-stanford/svhn": DatasetSpec(
+        "image", "label", config_name="cropped_digits", mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970)
+    ),
+    "zh-plus/tiny-imagenet": DatasetSpec(
+        "image", "label", test_split="valid", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
+    ),
+    DIGITS: DatasetSpec("image", "label", mean=(0.3055,), std=(0.3759,)),  # its train split, measured
+}
+# Legacy un-namespaced names still resolve on the Hub; map them to the same spec.
+ALIASES = {
+    "mnist": "ylecun/mnist",
+    "fashion_mnist": "zalando-datasets/fashion_mnist",
+    "cifar10": "uoft-cs/cifar10",
+    "cifar100": "uoft-cs/cifar100",
+    "svhn": "ufldl-stanford/svhn",
+}
+IMAGE_COLUMN_NAMES = ("image", "img", "pixel_values", "picture", "images")
+LABEL_COLUMN_NAMES = ("label", "labels", "fine_label", "class", "target", "y")
+
+
+@dataclass
+class ImageClassificationData:
+    """A split as tensors: `images` (N, C, H, W) float32 normalised, `labels` (N,) int64."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str]
+    mean: list[float]
+    std: list[float]
+    name: str = ""
+    split: str = ""
+    _per_class: list[torch.Tensor] | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.images.dim() != 4:
+            raise ValueError(f"images must be (N, C, H, W), got {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if len(self.labels) and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.class_names)):
+            raise ValueError(f"labels must lie in [0, {len(self.class_names)}), got [{int(self.labels.min())}, {int(self.labels.max())}]")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def per_class_indices(self) -> list[torch.Tensor]:
+        """Indices of each class's examples, for class-balanced sampling."""
+        if self._per_class is None:
+            order = torch.argsort(self.labels, stable=True)
+            counts = torch.bincount(self.labels, minlength=self.num_classes).tolist()
+            self._per_class = list(torch.split(order, counts))
+        return self._per_class
+
+    def sample(self, classes: Sequence[int], per_class: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """`per_class` examples of each class in `classes`, drawn without replacement (fewer if a class is small)."""
+        index = self.per_class_indices()
+        picks = []
+        for c in classes:
+            pool = index[c]
+            if len(pool) == 0:
+                raise ValueError(f"class {c} ({self.class_names[c]}) has no examples in {self.name}:{self.split}")
+            picks.append(pool[torch.randperm(len(pool), generator=generator)[:per_class]])
+        rows = torch.cat(picks)
+        return self.images[rows], self.labels[rows]
+
+    def subset(self, rows: torch.Tensor, split: str | None = None) -> "ImageClassificationData":
+        return replace(self, images=self.images[rows], labels=self.labels[rows], split=split or self.split, _per_class=None)
+
+    def split_validation(self, fraction: float = 0.1, seed: int = 0) -> tuple["ImageClassificationData", "ImageClassificationData"]:
+        """Hold out `fraction` of every class (stratified, seeded) for validation: (train, validation)."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+        generator = torch.Generator().manual_seed(seed)
+        keep, held = [], []
+        for pool in self.per_class_indices():
+            pool = pool[torch.randperm(len(pool), generator=generator)]
+            n_held = int(round(fraction * len(pool))) if len(pool) > 1 else 0
+            held.append(pool[:n_held])
+            keep.append(pool[n_held:])
+        return (
+            self.subset(torch.sort(torch.cat(keep)).values, f"{self.split}[train]"),
+            self.subset(torch.sort(torch.cat(held)).values, f"{self.split}[validation]"),
+        )
+
+
+def spec_for(name: str) -> DatasetSpec | None:
+    return KNOWN_DATASETS.get(ALIASES.get(name, name))
+
+
+def digits_dataset(test_fraction: float = 0.2, seed: int = 0):
+    """scikit-learn's 1,797 8x8 handwritten digits as a DatasetDict (`image`, `label`), split stratified."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # The raw pixels are 0..16 grey levels: stretch to 0..255 so they look like any other image dataset.
+    pixels = np.round(digits.images * (255 / 16)).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(labels), bool)
+    for c in range(10):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        test[rows[: int(round(test_fraction * len(rows)))]] = True
+    features = Features({"image": Image(), "label": ClassLabel(names=[str(i) for i in range(10)])})
+
+    def part(mask):
+        return Dataset.from_dict({"image": list(pixels[mask]), "label": labels[mask]}, features=features)
+
+    return DatasetDict({"train": part(~test), "test": part(test)})
+
+
+def _load_hf(name: str, split: str, config_name: str | None):
+    """A datasets.Dataset for one split of a Hub id, a local Hub-like folder, or a save_to_disk folder."""
+    import datasets
+
+    if name == DIGITS:
+        parts = digits_dataset()
+    elif os.path.isdir(name) and (Path(name, "dataset_dict.json").exists() or Path(name, "state.json").exists()):
+        parts = datasets.load_from_disk(name)
+    else:
+        try:
+            parts = datasets.load_dataset(name, config_name)
+        except (FileNotFoundError, ConnectionError) as error:
+            raise FileNotFoundError(
+                f"cannot load dataset {name!r}: {error}. Offline (HF_HUB_OFFLINE=1) a Hub id only works once "
+                f"cached; a local folder of parquet files laid out like the Hub repo also works."
+            ) from error
+    if isinstance(parts, datasets.Dataset):
+        if split != "train":
+            raise ValueError(f"{name} holds a single split (used as train); cannot take split {split!r}")
+        return parts
+    if split not in parts:
+        raise ValueError(f"{name} has no split {split!r}; it has {list(parts)}")
+    return parts[split]
+
+
+def detect_columns(dataset, name: str, image_column: str | None = None, label_column: str | None = None) -> tuple[str, str]:
+    """(image column, label column): given, known for the benchmark ids, else found by feature type and name."""
+    from datasets import Array3D, ClassLabel, Image
+
+    features = dataset.features
+    described = ", ".join(f"{k}: {type(v).__name__}" for k, v in features.items())
+    spec = spec_for(name)
+    if image_column is None and spec and spec.image_column in features:
+        image_column = spec.image_column
+    if label_column is None and spec and spec.label_column in features:
+        label_column = spec.label_column
+    if image_column is None:
+        typed = [k for k, v in features.items() if isinstance(v, (Image, Array3D))]
+        named = [k for k in IMAGE_COLUMN_NAMES if k in features]
+        image_column = typed[0] if len(typed) == 1 else (named[0] if named else None)
+    if label_column is None:
+        typed = [k for k, v in features.items() if isinstance(v, ClassLabel)]
+        named = [k for k in LABEL_COLUMN_NAMES if k in features]
+        label_column = typed[0] if len(typed) == 1 else (named[0] if named else None)
+    for role, column in (("image", image_column), ("label", label_column)):
+        if column is None:
+            raise ValueError(
+                f"cannot tell which column of {name} holds the {role}s (columns: {described}); "
+                f"pass {role}_column="
+            )
+        if column not in features:
+            raise ValueError(f"{name} has no column {column!r} (columns: {described})")
+    return image_column, label_column
+
+
+def _decode_images(dataset, column: str, batch_size: int = 4096) -> np.ndarray:
+    """Uint8 (N, C, H, W) from an Image column (every image converted to one mode) or float from Array3D."""
+    from datasets import Array3D, Image
+
+    feature = dataset.features[column]
+    if isinstance(feature, Image):
+        first = dataset.select_columns([column])[0][column]
+        mode = "L" if first.mode in ("L", "1", "I;16", "I", "F") else "RGB"
+        dataset = dataset.select_columns([column]).cast_column(column, Image(mode=mode))
+    elif not isinstance(feature, Array3D):
+        raise ValueError(f"column {column!r} holds {type(feature).__name__}, not images")
+    else:
+        dataset = dataset.select_columns([column])
+    dataset = dataset.with_format("numpy")
+    chunks = []
+    for start in range(0, len(dataset), batch_size):
+        batch = np.asarray(dataset[start : start + batch_size][column])
+        if batch.dtype == object:
+            shapes = {tuple(b.shape) for b in batch}
+            raise ValueError(f"images in column {column!r} have different sizes {sorted(shapes)[:4]}: resize them first")
+        if isinstance(feature, Image):
+            batch = batch[:, None] if batch.ndim == 3 else batch.transpose(0, 3, 1, 2)
+        chunks.append(batch)
+    return np.concatenate(chunks)
+
+
+def _labels(dataset, column: str) -> tuple[np.ndarray, list[str]]:
+    from datasets import ClassLabel
+
+    feature = dataset.features[column]
+    values = dataset.data.column(column).to_numpy()
+    if isinstance(feature, ClassLabel):
+        return values.astype(np.int64), list(feature.names)
+    names, ids = np.unique(values, return_inverse=True)  # strings or ints: sorted order defines the ids
+    return ids.astype(np.int64), [str(n) for n in names]
+
+
+def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of [0, 1] pixels."""
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    flat = images.transpose(1, 0, 2, 3).reshape(images.shape[1], -1).astype(np.float64) / scale
+    return flat.mean(1).tolist(), flat.std(1).tolist()
+
+
+def load_image_dataset(
+    name: str,
+    split: str = "train",
+    config_name: str | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    max_samples: int | None = None,
+) -> ImageClassificationData:
+    """Load one split as normalised tensors. Statistics: given, else known for the benchmarks, else this split's.
+
+    For a test split pass the training split's statistics (`load_train_test` does).
+    """
+    spec = spec_for(name)
+    hub_name = ALIASES.get(name, name)
+    if config_name is None and spec is not None:
+        config_name = spec.config_name
+    dataset = _load_hf(hub_name, split, config_name)
+    if max_samples is not None and max_samples < len(dataset):
+        dataset = dataset.select(range(max_samples))
+    image_column, label_column = detect_columns(dataset, name, image_column, label_column)
+    pixels = _decode_images(dataset, image_column)
+    labels, class_names = _labels(dataset, label_column)
+    if mean is None or std is None:
+        if spec is not None and spec.mean is not None and len(spec.mean) == pixels.shape[1]:
+            mean, std = spec.mean, spec.std
+        else:
+            mean, std = channel_stats(pixels)
+    if len(mean) != pixels.shape[1] or len(std) != pixels.shape[1]:
+        raise ValueError(f"mean/std need {pixels.shape[1]} values (one per channel), got {list(mean)}, {list(std)}")
+    images = torch.from_numpy(pixels).float()
+    if pixels.dtype == np.uint8:
+        images /= 255.0
+    shape = (1, -1, 1, 1)
+    images = (images - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
+    return ImageClassificationData(
+        images=images,
+        labels=torch.from_numpy(labels),
+        class_names=class_names,
+        mean=[float(v) for v in mean],
+        std=[float(v) for v in std],
+        name=name,
+        split=split,
+    )
+
+
+def load_train_test(name: str, test_split: str | None = None, **kwargs: Any) -> tuple[ImageClassificationData, ImageClassificationData]:
+    """The training split and the held-out test split (the Hub's `test`, or `valid` for Tiny-ImageNet), with the
+    training statistics applied to both."""
+    spec = spec_for(name)
+    train = load_image_dataset(name, "train", **kwargs)
+    kwargs.update(mean=train.mean, std=train.std)
+    test = load_image_dataset(name, test_split or (spec.test_split if spec else "test"), **kwargs)
+    if test.class_names != train.class_names:
+        raise ValueError(f"train and test splits of {name} name different classes: {train.class_names} vs {test.class_names}")
+    return train, test

@@ -1,0 +1,123 @@
+"""Networks trained on recalled images: in the unroll (as pure functions of their parameters) and at evaluation.
+
+The ConvNet is the one shared by DC/DSA/DM/MTT/RTP: blocks of Conv3x3 (bias) -> instance norm (GroupNorm with
+one group per channel, affine) -> ReLU -> AvgPool 2x2, then one Linear layer on the 4x4 (or so) feature map.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# f(params, images) -> logits: what the unroll differentiates through.
+FunctionalLearner = Callable[[Sequence[torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+def default_depth(height: int) -> int:
+    """Blocks needed to pool the image down to about 4x4: 3 for 28/32 px, 4 for 64 px, 1 for 8 px."""
+    return max(1, round(math.log2(max(height, 4) / 4)))
+
+
+class ConvNet(nn.Module):
+    """The DC/RTP ConvNet. `functional(params, x)` runs it on any list of tensors shaped like `parameters()`."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: int | Sequence[int],
+        width: int = 128,
+        depth: int | None = None,
+    ):
+        super().__init__()
+        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        self.depth = depth if depth is not None else default_depth(h)
+        # 28x28 grey digits are padded to 32x32 by the first conv, as in the authors' code.
+        self.first_padding = 3 if (in_channels == 1 and (h, w) == (28, 28)) else 1
+        h, w = h + 2 * self.first_padding - 2, w + 2 * self.first_padding - 2
+        self.width = width
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for i in range(self.depth):
+            layers += [
+                nn.Conv2d(channels, width, 3, padding=self.first_padding if i == 0 else 1),
+                nn.GroupNorm(width, width, affine=True),
+            ]
+            channels = width
+            h, w = h // 2, w // 2
+        if h < 1 or w < 1:
+            raise ValueError(f"depth {self.depth} pools a {image_size} image below 1x1; use a smaller depth")
+        self.blocks = nn.ModuleList(layers)
+        self.classifier = nn.Linear(width * h * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.functional(list(self.parameters()), x)
+
+    def functional(self, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The forward pass with `params` (in `parameters()` order) in place of the module's own tensors."""
+        for i in range(self.depth):
+            weight, bias, norm_weight, norm_bias = params[4 * i : 4 * i + 4]
+            x = F.conv2d(x, weight, bias, padding=self.first_padding if i == 0 else 1)
+            x = F.group_norm(x, self.width, norm_weight, norm_bias)
+            x = F.avg_pool2d(F.relu(x), 2)
+        return F.linear(x.flatten(1), params[-2], params[-1])
+
+    @torch.no_grad()
+    def init_params(self, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """Fresh parameters with PyTorch's default init (U(+-1/sqrt(fan_in)) for conv/linear), from `generator`."""
+        fresh = []
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in)
+                for p in (module.weight, module.bias):
+                    t = torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=generator)
+                    fresh.append(t.to(p.device))
+            elif isinstance(module, nn.GroupNorm):
+                fresh += [torch.ones_like(module.weight), torch.zeros_like(module.bias)]
+        return fresh
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> "ConvNet":
+        for p, value in zip(self.parameters(), self.init_params(generator)):
+            p.copy_(value)
+        return self
+
+
+def create_learner(
+    name: str,
+    in_channels: int,
+    num_classes: int,
+    image_size: int | Sequence[int],
+    width: int = 128,
+    depth: int | None = None,
+) -> nn.Module:
+    """`convnet` (the paper's ConvNet; `convnet-64` sets the width) or any timm model name (evaluation only)."""
+    if name == "convnet" or name.startswith("convnet-"):
+        if "-" in name:
+            width = int(name.split("-", 1)[1])
+        return ConvNet(in_channels, num_classes, image_size, width=width, depth=depth)
+    import timm
+
+    size = image_size if isinstance(image_size, int) else image_size[0]
+    kwargs = {"in_chans": in_channels, "num_classes": num_classes, "pretrained": False}
+    try:
+        return timm.create_model(name, img_size=size, **kwargs)
+    except TypeError:  # convolutional timm models take any input size and have no img_size argument
+        return timm.create_model(name, **kwargs)
+
+
+def functional_learner(module: nn.Module) -> FunctionalLearner:
+    """f(params, x) for the unroll: the ConvNet's own, or torch.func.functional_call for any other module."""
+    if isinstance(module, ConvNet):
+        return module.functional
+    names = [name for name, _ in module.named_parameters()]
+
+    def run(params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(module, dict(zip(names, params)), (x,))
+
+    return run

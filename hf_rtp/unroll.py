@@ -1,0 +1,175 @@
+"""The inner loop (T steps of SGD with momentum on recalled images) and its exact meta-gradient.
+
+Forward, t = 0..T-1:  v_{t+1} = m v_t + g_t(w_t, phi);  w_{t+1} = w_t - lr v_{t+1};  loss L(w_T) on real data.
+`unroll` differentiates L with respect to the memory parameters phi by walking the steps backwards from stored
+weight snapshots (Maclaurin et al. 2015, Alg. 2): per step it recomputes that step's loss and takes one
+vector-Jacobian product of g_t, so activation memory does not grow with T. `unroll_reference` keeps the whole
+autograd graph instead; the tests check that both agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .learners import FunctionalLearner
+
+# recall(t) -> (images, labels) of inner step t; differentiable w.r.t. the memory parameters, deterministic in t.
+StepData = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
+# w_T -> scalar outer loss (cross-entropy on a real batch).
+OuterLoss = Callable[[Sequence[torch.Tensor]], torch.Tensor]
+
+
+@dataclass
+class UnrollResult:
+    loss: float
+    """Outer loss L(w_T)."""
+    grads: list[torch.Tensor]
+    """dL/dphi, one tensor per memory parameter (zeros where a parameter was not used)."""
+    params: list[torch.Tensor]
+    """The final inner weights w_T (detached)."""
+
+
+def inner_loss(learner: FunctionalLearner, params: Sequence[torch.Tensor], images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(learner(params, images), labels)
+
+
+def real_batch_loss(learner: FunctionalLearner, images: torch.Tensor, labels: torch.Tensor) -> OuterLoss:
+    return lambda params: F.cross_entropy(learner(params, images), labels)
+
+
+def _window(steps: int, window: int | None) -> int:
+    """First step whose gradient path is differentiated (0 = full BPTT)."""
+    if steps < 1:
+        raise ValueError(f"the unroll needs at least one step, got {steps}")
+    if window is None or window >= steps:
+        return 0
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    return steps - window
+
+
+class _Flat:
+    """Views a list of tensors as one flat vector, so per-step state is a single tensor (cheap to store)."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor]):
+        self.shapes = [t.shape for t in tensors]
+        self.sizes = [t.numel() for t in tensors]
+
+    def flatten(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([t.reshape(-1) for t in tensors])
+
+    def unflatten(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        return [piece.view(shape) for piece, shape in zip(flat.split(self.sizes), self.shapes)]
+
+
+def _snapshot_store(rows: int, size: int, like: torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
+    """Room for the weight snapshots: on the learner's device when they fit comfortably, else in host memory."""
+    if device is None:
+        device = like.device
+        if like.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(like.device)
+            if rows * size * like.element_size() > 0.5 * free:
+                device = "cpu"
+    store = torch.empty(rows, size, dtype=like.dtype, device=device)
+    return store.pin_memory() if store.device.type == "cpu" and like.device.type == "cuda" else store
+
+
+def unroll(
+    learner: FunctionalLearner,
+    init_params: Sequence[torch.Tensor],
+    step_data: StepData,
+    memory_params: Sequence[torch.Tensor],
+    outer_loss: OuterLoss,
+    steps: int,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    window: int | None = None,
+    snapshot_device: str | torch.device | None = None,
+) -> UnrollResult:
+    """Run `steps` inner steps and return L(w_T) and its exact gradient w.r.t. `memory_params`.
+
+    With `window` W < steps, only the last W steps are differentiated (truncated BPTT): earlier steps shape w and v
+    but pass no gradient to the memory. Snapshots go to `snapshot_device` (default: the learner's device if they
+    take under half its free memory, else host memory).
+    """
+    first = _window(steps, window)
+    flat = _Flat(init_params)
+    w = flat.flatten([p.detach() for p in init_params]).clone()
+    v = torch.zeros_like(w)
+    snapshots = _snapshot_store(steps - first, w.numel(), w, snapshot_device)
+
+    # Forward: ordinary training, no graph kept beyond one step.
+    for t in range(steps):
+        if t >= first:
+            snapshots[t - first].copy_(w, non_blocking=True)
+        with torch.no_grad():
+            images, labels = step_data(t)
+        leaf = w.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(inner_loss(learner, flat.unflatten(leaf), images, labels), leaf)
+        v.mul_(momentum).add_(g)
+        w.sub_(v, alpha=lr)
+
+    final = w.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = outer_loss(flat.unflatten(final))
+        (dw,) = torch.autograd.grad(loss, final)
+    dv = torch.zeros_like(dw)
+    dphi = [torch.zeros_like(p) for p in memory_params]
+
+    # Reverse: carry dL/dw and dL/dv back one step at a time, recomputing each step's gradient g_t.
+    for t in reversed(range(first, steps)):
+        dv.add_(dw, alpha=-lr)  # w_{t+1} = w_t - lr v_{t+1}
+        leaf = snapshots[t - first].to(w.device, non_blocking=True).detach().requires_grad_(True)
+        with torch.enable_grad():
+            images, labels = step_data(t)
+            (g,) = torch.autograd.grad(
+                inner_loss(learner, flat.unflatten(leaf), images, labels), leaf, create_graph=True
+            )
+            # One vector-Jacobian product gives the Hessian-vector product and the memory gradient together.
+            vjp = torch.autograd.grad(g, [leaf, *memory_params], grad_outputs=dv, allow_unused=True)
+        dw.add_(vjp[0])
+        for acc, grad in zip(dphi, vjp[1:]):
+            if grad is not None:
+                acc.add_(grad)
+        dv.mul_(momentum)  # v_{t+1} = m v_t + g_t
+    return UnrollResult(loss=float(loss.detach()), grads=dphi, params=flat.unflatten(w.detach()))
+
+
+def unroll_reference(
+    learner: FunctionalLearner,
+    init_params: Sequence[torch.Tensor],
+    step_data: StepData,
+    memory_params: Sequence[torch.Tensor],
+    outer_loss: OuterLoss,
+    steps: int,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    window: int | None = None,
+) -> UnrollResult:
+    """The same gradient by plain autograd through the whole unrolled graph (memory grows with T): for tests."""
+    first = _window(steps, window)
+    params = [p.detach().clone() for p in init_params]
+    velocity = [torch.zeros_like(p) for p in params]
+    with torch.enable_grad():
+        for t in range(steps):
+            if t < first:  # before the window: plain training, nothing kept
+                leaves = [p.detach().requires_grad_(True) for p in params]
+                with torch.no_grad():
+                    images, labels = step_data(t)
+                grads = torch.autograd.grad(inner_loss(learner, leaves, images, labels), leaves)
+            else:
+                if t == first:
+                    params = [p.detach().requires_grad_(True) for p in params]
+                images, labels = step_data(t)
+                grads = torch.autograd.grad(inner_loss(learner, params, images, labels), params, create_graph=True)
+            velocity = [momentum * v + g for v, g in zip(velocity, grads)]
+            params = [p - lr * v for p, v in zip(params, velocity)]
+        loss = outer_loss(params)
+        grads = torch.autograd.grad(loss, list(memory_params), allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(memory_params, grads)]
+    return UnrollResult(loss=float(loss.detach()), grads=list(grads), params=[p.detach() for p in params])
