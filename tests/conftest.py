@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.fake_hub import fake_hub  # noqa: F401  (the in-memory fake Hub fixture)
+
 # ../shared/data/mnist next to the checkout, or wherever HF_RTP_MNIST_DIR points.
 MNIST_DIR = Path(os.environ.get("HF_RTP_MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"))
 
