@@ -29,26 +29,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class EvalConfig:
-    models: int = 10
-    """Fresh networks trained per evaluation (the paper uses 20, the authors' code 10)."""
-    epochs: int = 300
-    """Training epochs over the evaluated set."""
-    lr: float = 0.01
-    """SGD learning rate (no schedule)."""
-    momentum: float = 0.9
-    """SGD momentum."""
-    weight_decay: float = 0.0
-    """SGD weight decay (0 in the RTP protocol; DC/DSA use 5e-4)."""
-    batch_size: int = 640
-    """Training minibatch size (the whole set when smaller)."""
-    learner: str = "convnet"
-    """`convnet`, `convnet-<width>`, or a timm model name for cross-architecture evaluation."""
-    width: int = 128
-    """ConvNet width."""
-    seed: int = 0
-    """Seed of network inits and minibatch order: model i uses seed + i."""
-    test_batch_size: int = 1024
-    """Batch size when testing."""
+    models: int = field(default=10, metadata={"help": "Fresh networks trained per evaluation (the paper uses 20, the authors' code 10)."})
+    epochs: int = field(default=300, metadata={"help": 'Training epochs over the evaluated set.'})
+    lr: float = field(default=0.01, metadata={"help": 'SGD learning rate (no schedule).'})
+    momentum: float = field(default=0.9, metadata={"help": 'SGD momentum.'})
+    weight_decay: float = field(default=0.0, metadata={"help": 'SGD weight decay (0 in the RTP protocol; DC/DSA use 5e-4).'})
+    batch_size: int = field(default=640, metadata={"help": 'Training minibatch size (the whole set when smaller).'})
+    learner: str = field(default="convnet", metadata={"help": '`convnet`, `convnet-<width>`, or a timm model name for cross-architecture evaluation.'})
+    width: int = field(default=128, metadata={"help": 'ConvNet width.'})
+    seed: int = field(default=0, metadata={"help": 'Seed of network inits and minibatch order: model i uses seed + i.'})
+    test_batch_size: int = field(default=1024, metadata={"help": 'Batch size when testing.'})
     progress: bool = True
     """Show a tqdm bar over the models."""
 

@@ -1,0 +1,158 @@
+"""The outer loop: reproducibility, exact resume, atomic checkpoints, best-by-validation, metrics."""
+
+import json
+
+import pytest
+import torch
+
+from hf_rtp import AddressableMemory, AddressableMemoryConfig
+from hf_rtp.data import load_image_dataset
+from hf_rtp.distill import DistillConfig, Distiller
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_image_dataset("digits")
+
+
+def fresh_memory(data, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    kwargs = {"num_bases": 8, **kwargs}
+    cfg = AddressableMemoryConfig.for_budget(data.image_shape, data.class_names, ipc=1, mean=data.mean, std=data.std, **kwargs)
+    return AddressableMemory(cfg)
+
+
+def tiny(tmp_path, **overrides):
+    settings = dict(steps=6, unroll_steps=4, learner_width=8, real_per_class=8, synthetic_per_class=3, eval_every=2,
+                    eval_epochs=3, eval_width=8, checkpoint_every=2, output_dir=str(tmp_path), optimizer="adam", lr=0.05,
+                    progress=False)
+    settings.update(overrides)
+    return DistillConfig(**settings)
+
+
+def state(memory):
+    return {k: v.detach().clone() for k, v in memory.state_dict().items()}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_same_seed_gives_the_same_memory_bit_for_bit(digits, tmp_path):
+    first = Distiller(tiny(tmp_path / "a"), fresh_memory(digits), digits).train()
+    second = Distiller(tiny(tmp_path / "b"), fresh_memory(digits), digits).train()
+    assert_same(state(first), state(second))
+    third = Distiller(tiny(tmp_path / "c", seed=1), fresh_memory(digits), digits).train()
+    assert not torch.equal(state(first)["bases"], state(third)["bases"])
+
+
+def test_training_moves_the_memory_and_lowers_the_outer_loss(digits, tmp_path):
+    start = fresh_memory(digits)
+    before = state(start)
+    config = tiny(tmp_path, steps=30, eval_every=0, checkpoint_every=0, unroll_steps=10, learner_width=16)
+    Distiller(config, start, digits).train()
+    assert not torch.equal(before["bases"], start.bases.detach())
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [l["loss"] for l in lines if "loss" in l]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.9 * sum(losses[:5]) / 5
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingDistiller(Distiller):
+    """Dies in the middle of outer step `crash_at`, as a killed process would."""
+
+    crash_at = 5
+
+    def meta_step(self):
+        if self.step + 1 == self.crash_at:
+            raise Crash
+        return super().meta_step()
+
+
+def test_a_killed_run_resumes_to_the_same_final_memory(digits, tmp_path):
+    whole = Distiller(tiny(tmp_path / "whole"), fresh_memory(digits), digits).train()
+    with pytest.raises(Crash):
+        CrashingDistiller(tiny(tmp_path / "killed"), fresh_memory(digits), digits).train()
+    assert (tmp_path / "killed" / "checkpoints" / "latest").read_text() == "step-0000004"
+    # resume from a memory initialised differently: everything must come from the checkpoint
+    resumed = Distiller(tiny(tmp_path / "killed", resume=True), fresh_memory(digits, seed=9), digits).train()
+    assert_same(state(whole), state(resumed))
+    assert whole.config.distillation["best_step"] == resumed.config.distillation["best_step"]
+    steps = [json.loads(l)["step"] for l in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps == [json.loads(l)["step"] for l in (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_can_extend_a_finished_run(digits, tmp_path):
+    whole = Distiller(tiny(tmp_path / "whole", steps=6), fresh_memory(digits), digits).train()
+    Distiller(tiny(tmp_path / "part", steps=4), fresh_memory(digits), digits).train()
+    extended = Distiller(tiny(tmp_path / "part", steps=6, resume=True), fresh_memory(digits), digits).train()
+    assert_same(state(whole), state(extended))
+
+
+def test_half_written_checkpoint_is_ignored(digits, tmp_path):
+    Distiller(tiny(tmp_path, steps=4), fresh_memory(digits), digits).train()
+    root = tmp_path / "checkpoints"
+    (root / ".step-0000006.tmp").mkdir()  # a write that was killed before its rename
+    (root / ".step-0000006.tmp" / "memory.safetensors").write_bytes(b"partial")
+    distiller = Distiller(tiny(tmp_path, steps=4, resume=True), fresh_memory(digits, seed=3), digits)
+    assert distiller.load_checkpoint() and distiller.step == 4
+    assert sorted(p.name for p in root.glob("step-*")) == ["step-0000002", "step-0000004"]
+
+
+def test_resume_refuses_different_settings_or_layout(digits, tmp_path):
+    Distiller(tiny(tmp_path, steps=2), fresh_memory(digits), digits).train()
+    with pytest.raises(ValueError, match="unroll_steps"):
+        Distiller(tiny(tmp_path, steps=4, resume=True, unroll_steps=5), fresh_memory(digits), digits).train()
+    with pytest.raises(ValueError, match="different memory layout"):
+        Distiller(tiny(tmp_path, steps=4, resume=True), fresh_memory(digits, num_bases=4), digits).train()
+
+
+def test_best_by_validation_is_what_is_returned_and_saved(digits, tmp_path):
+    memory = Distiller(tiny(tmp_path, steps=6, eval_every=1), fresh_memory(digits), digits).train()
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    scores = {l["step"]: l["val_accuracy"] for l in lines if "val_accuracy" in l}
+    assert sorted(scores) == [1, 2, 3, 4, 5, 6]
+    best_step = max(scores, key=lambda s: (scores[s], -s))
+    assert memory.config.distillation["best_step"] == best_step
+    assert memory.config.distillation["val_accuracy"] == round(scores[best_step], 4)
+    saved = AddressableMemory.from_pretrained(tmp_path / "memory")
+    assert_same(state(saved), state(memory))
+    assert saved.config.distillation["best_step"] == best_step
+
+
+def test_per_class_memory_trains_through_the_same_loop(digits, tmp_path):
+    memory = fresh_memory(digits, addressing="one_hot", downsample=1)
+    assert memory.config.images_per_query == 1
+    before = memory.bases.detach().clone()
+    Distiller(tiny(tmp_path, steps=2, eval_every=0), memory, digits).train()
+    assert not torch.equal(before, memory.bases.detach())
+
+
+def test_truncated_and_random_windows_run(digits, tmp_path):
+    for i, extra in enumerate([dict(window=2), dict(window=2, random_window=True)]):
+        Distiller(tiny(tmp_path / str(i), steps=2, eval_every=0, **extra), fresh_memory(digits), digits).train()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [(dict(steps=0), "steps"), (dict(optimizer="lbfgs"), "optimizer"), (dict(random_window=True), "random_window needs a window"),
+     (dict(window=0), "window"), (dict(unroll_steps=0), "unroll_steps")],
+)
+def test_bad_distill_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DistillConfig(**kwargs)
+
+
+def test_dataset_and_memory_must_agree(digits, tmp_path):
+    other = AddressableMemory(AddressableMemoryConfig(image_shape=[1, 16, 16], class_names=digits.class_names, mean=[0.0], std=[1.0]))
+    with pytest.raises(ValueError, match=r"dataset images are \(1, 8, 8\) but the memory recalls \(1, 16, 16\)"):
+        Distiller(tiny(tmp_path), other, digits)
+    other = AddressableMemory(AddressableMemoryConfig(image_shape=[1, 8, 8], class_names=["a", "b"], mean=[0.0], std=[1.0]))
+    with pytest.raises(ValueError, match="10 classes but the memory has 2"):
+        Distiller(tiny(tmp_path), other, digits)

@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from hf_rtp import AddressableMemory, AddressableMemoryConfig
+from hf_rtp.data import load_train_test
+from hf_rtp.evaluate import EvalConfig, evaluate_images, evaluate_memory, evaluate_recalled, random_real
+
+QUICK = dict(models=2, epochs=15, width=16, progress=False)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_train_test("digits")
+
+
+def test_random_real_baseline_takes_ipc_images_per_class(digits):
+    train, _ = digits
+    images, labels = random_real(train, ipc=2, seed=0)
+    assert images.shape == (20, 1, 8, 8) and torch.bincount(labels).tolist() == [2] * 10
+    again, _ = random_real(train, ipc=2, seed=0)
+    assert torch.equal(images, again)
+
+
+def test_real_images_train_networks_far_above_chance_with_mean_and_std(digits):
+    train, test = digits
+    images, labels = random_real(train, ipc=10, seed=0)
+    result = evaluate_images(images, labels, test, EvalConfig(**QUICK))
+    assert len(result.runs) == 2 and result.images == 100
+    assert result.mean > 0.6 and result.std == pytest.approx(float(torch.tensor(result.runs, dtype=torch.float64).std(unbiased=False)))
+    assert "2 models" in str(result)
+    same = evaluate_images(images, labels, test, EvalConfig(**QUICK))
+    assert same.runs == result.runs  # seeded inits and minibatch order
+
+
+def test_memory_and_its_recalled_dataset_score_the_same(digits):
+    train, test = digits
+    memory = AddressableMemory(AddressableMemoryConfig.for_budget(train.image_shape, train.class_names, ipc=1, num_bases=8,
+                                                                  mean=train.mean, std=train.std))
+    direct = evaluate_recalled(memory, test, EvalConfig(**QUICK))
+    via_dataset = evaluate_recalled(memory.recall(preview=True), test, EvalConfig(**QUICK))
+    assert direct.runs == via_dataset.runs
+
+
+def test_evaluate_memory_records_results_for_the_model_card(digits):
+    train, test = digits
+    memory = AddressableMemory(AddressableMemoryConfig.for_budget(train.image_shape, train.class_names, ipc=1, num_bases=8,
+                                                                  mean=train.mean, std=train.std))
+    record = evaluate_memory(memory, test, EvalConfig(**QUICK), train=train)
+    assert memory.config.evaluation == record
+    assert record["models"] == 2 and record["split"] == "test" and record["learner"] == "ConvNet-16"
+    assert record["random_real_images"] == 10 and 0 <= record["accuracy"]["mean"] <= 1
+
+
+def test_cross_architecture_with_a_timm_student(digits):
+    train, test = digits
+    images, labels = random_real(train, ipc=5, seed=0)
+    result = evaluate_images(images, labels, test, EvalConfig(models=1, epochs=3, learner="resnet10t", progress=False))
+    assert 0 <= result.mean <= 1 and result.config["learner"] == "resnet10t"
+
+
+def test_shape_mismatch_is_refused(digits):
+    _, test = digits
+    with pytest.raises(ValueError, match=r"training images are \(1, 4, 4\) but test images are \(1, 8, 8\)"):
+        evaluate_images(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long), test, EvalConfig(**QUICK))
+
+
+def test_recalled_dataset_without_labels_is_refused(digits):
+    _, test = digits
+    memory = AddressableMemory(AddressableMemoryConfig(image_shape=[1, 8, 8], class_names=[str(i) for i in range(10)], mean=[0.0], std=[1.0]))
+    with pytest.raises(ValueError, match="missing \\['label'\\]"):
+        evaluate_recalled(memory.recall(queries=torch.eye(10)), test, EvalConfig(**QUICK))
