@@ -26,7 +26,7 @@ from .data import ImageClassificationData
 from .evaluate import EvalConfig, accuracy, train_from_scratch
 from .learners import ConvNet, functional_learner
 from .modeling_memory import AddressableMemory
-from .unroll import real_batch_loss, unroll
+from .unroll import InnerStep, _Flat, real_batch_loss, unroll
 
 
 @dataclass
@@ -43,6 +43,7 @@ class DistillConfig:
     classes_per_step: int | None = field(default=None, metadata={"help": 'Classes sampled per unroll; None uses all classes (as the paper does for CIFAR-10).'})
     real_per_class: int = field(default=64, metadata={"help": 'Real images per sampled class in the outer loss.'})
     synthetic_per_class: int = field(default=32, metadata={"help": 'Recalled images per sampled class in each inner step (capped by r).'})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the per-step work of the unroll (about 1.5x faster on CPU after a one-off compile of under a minute; needs a C++ compiler or Triton)."})
     inner_loops: int = field(default=1, metadata={"help": 'Independent unrolls per process per outer step, averaged.'})
     optimizer: str = field(default="sgd", metadata={"help": "Outer optimizer for bases and addressing: `sgd` (the authors') or `adam`."})
     lr: float = field(default=0.1, metadata={"help": 'Outer learning rate.'})
@@ -127,6 +128,8 @@ class Distiller:
         c, h, w = memory.config.image_shape
         self.learner = ConvNet(c, memory.config.num_classes, (h, w), width=config.learner_width, depth=config.learner_depth).to(self.device)
         self.learner_fn = functional_learner(self.learner)
+        # Built once, so compiled step functions are reused by every unroll.
+        self.inner_step = InnerStep(self.learner_fn, _Flat(list(self.learner.parameters())), compile=config.compile)
         params = list(self.memory.parameters())
         if config.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -169,6 +172,7 @@ class Distiller:
             lr=cfg.inner_lr,
             momentum=cfg.inner_momentum,
             window=cfg.window,
+            inner_step=self.inner_step,
         )
         return result.loss, result.grads
 

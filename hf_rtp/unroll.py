@@ -37,8 +37,34 @@ def inner_loss(learner: FunctionalLearner, params: Sequence[torch.Tensor], image
     return F.cross_entropy(learner(params, images), labels)
 
 
-def real_batch_loss(learner: FunctionalLearner, images: torch.Tensor, labels: torch.Tensor) -> OuterLoss:
-    return lambda params: F.cross_entropy(learner(params, images), labels)
+class RealBatchLoss:
+    """Mean cross-entropy of the unrolled network on a real batch: L(w_T).
+
+    Called on a parameter list it returns the loss (one graph, for the reference); `value_and_grad` takes the
+    gradient in chunks of `chunk` images, so a large real batch does not set the engine's peak memory.
+    """
+
+    def __init__(self, learner: FunctionalLearner, images: torch.Tensor, labels: torch.Tensor, chunk: int = 128):
+        self.learner, self.images, self.labels, self.chunk = learner, images, labels, chunk
+
+    def __call__(self, params: Sequence[torch.Tensor]) -> torch.Tensor:
+        return F.cross_entropy(self.learner(params, self.images), self.labels)
+
+    def value_and_grad(self, w: torch.Tensor, flat: "_Flat") -> tuple[torch.Tensor, torch.Tensor]:
+        leaf = w.detach().requires_grad_(True)
+        loss, grad = torch.zeros((), dtype=w.dtype, device=w.device), torch.zeros_like(w)
+        n = len(self.labels)
+        with torch.enable_grad():
+            for start in range(0, n, self.chunk):
+                x, y = self.images[start : start + self.chunk], self.labels[start : start + self.chunk]
+                part = F.cross_entropy(self.learner(flat.unflatten(leaf), x), y, reduction="sum") / n
+                grad += torch.autograd.grad(part, leaf)[0]
+                loss += part.detach()
+        return loss, grad
+
+
+def real_batch_loss(learner: FunctionalLearner, images: torch.Tensor, labels: torch.Tensor, chunk: int = 128) -> RealBatchLoss:
+    return RealBatchLoss(learner, images, labels, chunk)
 
 
 def _window(steps: int, window: int | None) -> int:
@@ -78,6 +104,29 @@ def _snapshot_store(rows: int, size: int, like: torch.Tensor, device: str | torc
     return store.pin_memory() if store.device.type == "cpu" and like.device.type == "cuda" else store
 
 
+class InnerStep:
+    """The two per-step computations of the engine, as torch.func transforms of the inner loss.
+
+    `gradient(w, x, y)` is g_t = dL/dw on flat weights w; `reverse(w, x, y, dv)` is the gradient of dv . g_t with
+    respect to (w, x): the Hessian-vector product H dv and the vector-Jacobian product with the recalled images,
+    which the caller carries on to the memory parameters. With `compile=True` both go through torch.compile
+    (fused elementwise work; about 1.5x faster on CPU, a one-off compile per input shape).
+    """
+
+    def __init__(self, learner: FunctionalLearner, flat: "_Flat", compile: bool = False):
+        def loss(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(learner(flat.unflatten(w), x), y)
+
+        gradient = torch.func.grad(loss)
+
+        def directional(w, x, y, dv):
+            return (gradient(w, x, y) * dv).sum()
+
+        reverse = torch.func.grad(directional, argnums=(0, 1))
+        self.gradient = torch.compile(gradient, dynamic=False) if compile else gradient
+        self.reverse = torch.compile(reverse, dynamic=False) if compile else reverse
+
+
 def unroll(
     learner: FunctionalLearner,
     init_params: Sequence[torch.Tensor],
@@ -89,51 +138,53 @@ def unroll(
     momentum: float = 0.9,
     window: int | None = None,
     snapshot_device: str | torch.device | None = None,
+    compile: bool = False,
+    inner_step: InnerStep | None = None,
 ) -> UnrollResult:
     """Run `steps` inner steps and return L(w_T) and its exact gradient w.r.t. `memory_params`.
 
     With `window` W < steps, only the last W steps are differentiated (truncated BPTT): earlier steps shape w and v
     but pass no gradient to the memory. Snapshots go to `snapshot_device` (default: the learner's device if they
-    take under half its free memory, else host memory).
+    take under half its free memory, else host memory). Pass an `inner_step` to reuse compiled functions across
+    unrolls; otherwise one is built (compiled when `compile`).
     """
     first = _window(steps, window)
     flat = _Flat(init_params)
+    step = inner_step or InnerStep(learner, flat, compile=compile)
     w = flat.flatten([p.detach() for p in init_params]).clone()
     v = torch.zeros_like(w)
     snapshots = _snapshot_store(steps - first, w.numel(), w, snapshot_device)
 
     # Forward: ordinary training, no graph kept beyond one step.
-    for t in range(steps):
-        if t >= first:
-            snapshots[t - first].copy_(w, non_blocking=True)
-        with torch.no_grad():
+    with torch.no_grad():
+        for t in range(steps):
+            if t >= first:
+                snapshots[t - first].copy_(w, non_blocking=True)
             images, labels = step_data(t)
-        leaf = w.detach().requires_grad_(True)
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(inner_loss(learner, flat.unflatten(leaf), images, labels), leaf)
-        v.mul_(momentum).add_(g)
-        w.sub_(v, alpha=lr)
+            v.mul_(momentum).add_(step.gradient(w, images, labels))
+            w.sub_(v, alpha=lr)
 
-    final = w.detach().requires_grad_(True)
-    with torch.enable_grad():
-        loss = outer_loss(flat.unflatten(final))
-        (dw,) = torch.autograd.grad(loss, final)
+    if isinstance(outer_loss, RealBatchLoss):
+        loss, dw = outer_loss.value_and_grad(w, flat)
+    else:
+        final = w.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = outer_loss(flat.unflatten(final))
+            (dw,) = torch.autograd.grad(loss, final)
     dv = torch.zeros_like(dw)
     dphi = [torch.zeros_like(p) for p in memory_params]
 
     # Reverse: carry dL/dw and dL/dv back one step at a time, recomputing each step's gradient g_t.
     for t in reversed(range(first, steps)):
         dv.add_(dw, alpha=-lr)  # w_{t+1} = w_t - lr v_{t+1}
-        leaf = snapshots[t - first].to(w.device, non_blocking=True).detach().requires_grad_(True)
+        w_t = snapshots[t - first].to(w.device, non_blocking=True)
         with torch.enable_grad():
             images, labels = step_data(t)
-            (g,) = torch.autograd.grad(
-                inner_loss(learner, flat.unflatten(leaf), images, labels), leaf, create_graph=True
-            )
-            # One vector-Jacobian product gives the Hessian-vector product and the memory gradient together.
-            vjp = torch.autograd.grad(g, [leaf, *memory_params], grad_outputs=dv, allow_unused=True)
-        dw.add_(vjp[0])
-        for acc, grad in zip(dphi, vjp[1:]):
+            hessian_dv, images_grad = step.reverse(w_t, images.detach(), labels, dv)
+            # carry d(dv . g_t)/d(images) on to the bases and addressing
+            grads = torch.autograd.grad(images, memory_params, grad_outputs=images_grad, allow_unused=True)
+        dw.add_(hessian_dv)
+        for acc, grad in zip(dphi, grads):
             if grad is not None:
                 acc.add_(grad)
         dv.mul_(momentum)  # v_{t+1} = m v_t + g_t

@@ -141,3 +141,26 @@ def test_bad_unroll_arguments():
         unroll(net.functional, init, step_data, list(memory.parameters()), outer, 0)
     with pytest.raises(ValueError, match="window"):
         unroll(net.functional, init, step_data, list(memory.parameters()), outer, 2, window=0)
+
+
+def test_compiled_engine_equals_whole_graph_autograd():
+    """torch.compile fuses the per-step work (the fast path on CPU); it must not change the gradient."""
+    memory, net, init, step_data, outer = problem("learned", 6)
+    params = list(memory.parameters())
+    engine = unroll(net.functional, init, step_data, params, outer, 6, lr=0.1, momentum=0.9, compile=True)
+    reference = unroll_reference(net.functional, init, step_data, params, outer, 6, lr=0.1, momentum=0.9)
+    assert relative_error(engine.grads, reference.grads) < 1e-4
+
+
+def test_real_batch_gradient_in_chunks_equals_one_graph():
+    memory, net, init, step_data, outer = problem("learned", 1)
+    from hf_rtp.unroll import RealBatchLoss, _Flat
+
+    chunked = RealBatchLoss(net.functional, outer.images, outer.labels, chunk=5)  # 12 images: chunks of 5, 5, 2
+    flat = _Flat(init)
+    w = flat.flatten(init)
+    loss, grad = chunked.value_and_grad(w, flat)
+    leaf = w.clone().requires_grad_(True)
+    whole = outer(flat.unflatten(leaf))
+    torch.testing.assert_close(loss, whole.detach())
+    torch.testing.assert_close(grad, torch.autograd.grad(whole, leaf)[0])

@@ -1,0 +1,156 @@
+"""Speed and peak memory of one outer step: the memory-constant engine vs the whole-graph reference.
+
+MNIST-shaped data (1x28x28, 10 classes), ConvNet-128, K=16 bases, r=29 (IPC 1), `--per-class` recalled images
+per class per inner step, a real batch of `--real-per-class` images per class. For each T, every implementation
+runs in its own process (clean peak-memory reading): first the T plain training steps the unroll differentiates
+(the floor), then `--repeats` outer steps. Prints a table and writes bench/results/unroll.json.
+
+    python bench/unroll.py                       # T in 10 50 150, engine and reference
+    python bench/unroll.py --steps 10 50 --impl engine
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(args) -> dict:
+    import torch
+
+    from hf_rtp import AddressableMemory, AddressableMemoryConfig
+    from hf_rtp.learners import ConvNet
+    from hf_rtp.unroll import InnerStep, _Flat, inner_loss, real_batch_loss, unroll, unroll_reference
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    names = [str(i) for i in range(10)]
+    memory = AddressableMemory(AddressableMemoryConfig.for_budget((1, 28, 28), names, ipc=1, num_bases=16, downsample=2))
+    net = ConvNet(1, 10, 28, width=128)
+    g = torch.Generator().manual_seed(0)
+    classes = torch.arange(10)
+    r, s, T = memory.config.images_per_query, args.per_class, args.T
+    picks = torch.stack([torch.rand(10, r, generator=g).argsort(1)[:, :s] for _ in range(T)])
+    labels = classes.repeat_interleave(s)
+    real = torch.randn(10 * args.real_per_class, 1, 28, 28, generator=g), torch.arange(10).repeat_interleave(args.real_per_class)
+    outer = real_batch_loss(net.functional, *real)
+
+    def step_data(t):
+        return memory.images_for_labels(classes, picks[t]), labels
+
+    compile_seconds = None
+    baseline = rss_mb()
+    # The floor: T plain SGD-momentum steps on the same minibatches, no meta-gradient.
+    params = [p.requires_grad_(True) for p in net.init_params(g)]
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    with torch.no_grad():
+        batches = [step_data(t) for t in range(T)]
+    start = time.perf_counter()
+    for x, y in batches:
+        optimizer.zero_grad()
+        inner_loss(net.functional, params, x, y).backward()
+        optimizer.step()
+    floor = time.perf_counter() - start
+
+    if args.impl == "reference":
+        run = unroll_reference
+    else:
+        step = InnerStep(net.functional, _Flat(list(net.parameters())), compile=args.impl == "engine-compiled")
+        run = functools.partial(unroll, inner_step=step)
+        if args.impl == "engine-compiled":  # compile once, outside the timing (a one-off per input shape)
+            start = time.perf_counter()
+            run(net.functional, net.init_params(g), step_data, list(memory.parameters()), outer, 1)
+            compile_seconds = time.perf_counter() - start
+    times = []
+    for i in range(args.repeats):
+        init = net.init_params(torch.Generator().manual_seed(i))
+        start = time.perf_counter()
+        result = run(net.functional, init, step_data, list(memory.parameters()), outer, T, lr=0.01, momentum=0.9)
+        times.append(time.perf_counter() - start)
+        assert all(torch.isfinite(gr).all() for gr in result.grads)
+    return {
+        "impl": args.impl, "T": T, "seconds_per_outer_step": min(times), "all_seconds": times,
+        "plain_steps_seconds": floor, "ratio_to_plain_steps": min(times) / floor,
+        "peak_rss_mb": peak_rss_mb(), "peak_above_setup_mb": peak_rss_mb() - baseline,
+        "compile_seconds": compile_seconds, "synthetic_per_step": 10 * s, "real_batch": 10 * args.real_per_class, "threads": args.threads,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 50, 150], help="unroll lengths T")
+    parser.add_argument("--impl", nargs="+", default=["engine", "engine-compiled", "reference"],
+                        choices=["engine", "engine-compiled", "reference"])
+    parser.add_argument("--per-class", type=int, default=4, help="recalled images per class per inner step")
+    parser.add_argument("--real-per-class", type=int, default=64, help="real images per class in the outer loss")
+    parser.add_argument("--repeats", type=int, default=2, help="outer steps timed per setting (the fastest counts)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--output", default=str(RESULTS / "unroll.json"))
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--T", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.impl = args.impl[0]
+        print(json.dumps(worker(args)))
+        return
+
+    rows = []
+    for T in args.steps:
+        for impl in args.impl:
+            command = [sys.executable, __file__, "--worker", "--impl", impl, "--T", str(T), "--per-class", str(args.per_class),
+                       "--real-per-class", str(args.real_per_class), "--repeats", str(args.repeats), "--threads", str(args.threads)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(done.stderr[-3000:])
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            r = rows[-1]
+            print(f"T={T:4d} {impl:9s} {r['seconds_per_outer_step']:8.2f} s/outer step  {r['ratio_to_plain_steps']:5.2f}x plain  "
+                  f"peak {r['peak_rss_mb']:7.0f} MB (+{r['peak_above_setup_mb']:.0f})", flush=True)
+
+    by = {(r["impl"], r["T"]): r for r in rows}
+    print(f"\n{'T':>4} {'impl':>10} {'s/step':>8} {'x plain':>8} {'peak MB':>8} {'+setup':>7}")
+    for r in rows:
+        print(f"{r['T']:>4} {r['impl']:>10} {r['seconds_per_outer_step']:>8.2f} {r['ratio_to_plain_steps']:>8.2f} "
+              f"{r['peak_rss_mb']:>8.0f} {r['peak_above_setup_mb']:>7.0f}")
+    checks = {}
+    t_lo, t_hi = min(args.steps), max(args.steps)
+    for engine in ("engine", "engine-compiled"):
+        if (engine, t_hi) in by and (engine, t_lo) in by and t_hi != t_lo:
+            checks[f"{engine} peak T={t_hi} / T={t_lo}"] = by[engine, t_hi]["peak_rss_mb"] / by[engine, t_lo]["peak_rss_mb"]
+        if (engine, t_hi) in by and ("reference", t_hi) in by:
+            checks[f"{engine} / reference peak at T={t_hi}"] = by[engine, t_hi]["peak_rss_mb"] / by["reference", t_hi]["peak_rss_mb"]
+            checks[f"{engine} / reference time at T={t_hi}"] = by[engine, t_hi]["seconds_per_outer_step"] / by["reference", t_hi]["seconds_per_outer_step"]
+        if (engine, t_hi) in by:
+            checks[f"{engine} / plain steps at T={t_hi}"] = by[engine, t_hi]["ratio_to_plain_steps"]
+    for name, value in checks.items():
+        print(f"{name}: {value:.2f}")
+    import torch
+
+    record = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU",
+              "command": "python " + " ".join(sys.argv), "rows": rows, "ratios": checks}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(record, indent=1))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
