@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--real-per-class", type=int, default=64, help="real images per class in the outer loss")
     parser.add_argument("--repeats", type=int, default=2, help="outer steps timed per setting (the fastest counts)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--reference-max-gb", type=float, default=0.8 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30,
+                        help="skip a reference run whose peak, extrapolated from shorter runs, would exceed this (GB)")
     parser.add_argument("--output", default=str(RESULTS / "unroll.json"))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--T", type=int, help=argparse.SUPPRESS)
@@ -116,6 +118,17 @@ def main() -> None:
     rows = []
     for T in args.steps:
         for impl in args.impl:
+            if impl == "reference":
+                # Its memory grows linearly in T: extrapolate from the two longest runs so far, skip what cannot fit.
+                done = sorted((r["T"], r["peak_rss_mb"]) for r in rows if r["impl"] == "reference")
+                if len(done) >= 2:
+                    (t0, m0), (t1, m1) = done[-2], done[-1]
+                    predicted = m1 + (m1 - m0) / (t1 - t0) * (T - t1)
+                    if predicted / 1024 > args.reference_max_gb:
+                        rows.append({"impl": impl, "T": T, "skipped": f"needs about {predicted / 1024:.1f} GB (extrapolated), "
+                                     f"over {args.reference_max_gb:.1f} GB", "peak_rss_mb": predicted})
+                        print(f"T={T:4d} {impl:9s} skipped: {rows[-1]['skipped']}", flush=True)
+                        continue
             command = [sys.executable, __file__, "--worker", "--impl", impl, "--T", str(T), "--per-class", str(args.per_class),
                        "--real-per-class", str(args.real_per_class), "--repeats", str(args.repeats), "--threads", str(args.threads)]
             done = subprocess.run(command, capture_output=True, text=True)
@@ -129,6 +142,9 @@ def main() -> None:
     by = {(r["impl"], r["T"]): r for r in rows}
     print(f"\n{'T':>4} {'impl':>10} {'s/step':>8} {'x plain':>8} {'peak MB':>8} {'+setup':>7}")
     for r in rows:
+        if "skipped" in r:
+            print(f"{r['T']:>4} {r['impl']:>10}  skipped: {r['skipped']}")
+            continue
         print(f"{r['T']:>4} {r['impl']:>10} {r['seconds_per_outer_step']:>8.2f} {r['ratio_to_plain_steps']:>8.2f} "
               f"{r['peak_rss_mb']:>8.0f} {r['peak_above_setup_mb']:>7.0f}")
     checks = {}
@@ -137,8 +153,13 @@ def main() -> None:
         if (engine, t_hi) in by and (engine, t_lo) in by and t_hi != t_lo:
             checks[f"{engine} peak T={t_hi} / T={t_lo}"] = by[engine, t_hi]["peak_rss_mb"] / by[engine, t_lo]["peak_rss_mb"]
         if (engine, t_hi) in by and ("reference", t_hi) in by:
-            checks[f"{engine} / reference peak at T={t_hi}"] = by[engine, t_hi]["peak_rss_mb"] / by["reference", t_hi]["peak_rss_mb"]
-            checks[f"{engine} / reference time at T={t_hi}"] = by[engine, t_hi]["seconds_per_outer_step"] / by["reference", t_hi]["seconds_per_outer_step"]
+            reference = by["reference", t_hi]
+            extrapolated = " (reference extrapolated)" if "skipped" in reference else ""
+            checks[f"{engine} / reference peak at T={t_hi}{extrapolated}"] = by[engine, t_hi]["peak_rss_mb"] / reference["peak_rss_mb"]
+        timed = [T for T in args.steps if (engine, T) in by and ("reference", T) in by and "skipped" not in by["reference", T]]
+        if timed:
+            t = max(timed)
+            checks[f"{engine} / reference time at T={t}"] = by[engine, t]["seconds_per_outer_step"] / by["reference", t]["seconds_per_outer_step"]
         if (engine, t_hi) in by:
             checks[f"{engine} / plain steps at T={t_hi}"] = by[engine, t_hi]["ratio_to_plain_steps"]
     for name, value in checks.items():

@@ -14,7 +14,7 @@ import dataclasses
 import torch
 from accelerate import Accelerator
 
-from hf_rtp import AddressableMemory, AddressableMemoryConfig, DistillConfig, Distiller
+from hf_rtp import AddressableMemory, DistillConfig, Distiller
 from hf_rtp.cli import add_dataclass_options
 from hf_rtp.data import load_train_test
 from hf_rtp.evaluate import EvalConfig, evaluate_memory
@@ -36,10 +36,7 @@ train, test = load_train_test(args.dataset)
 config = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)
                           if getattr(args, f.name) is not None})
 torch.manual_seed(config.seed)
-memory = AddressableMemory(AddressableMemoryConfig.for_budget(
-    train.image_shape, train.class_names, ipc=args.ipc, num_bases=args.num_bases, downsample=args.downsample,
-    mean=train.mean, std=train.std, dataset_name=args.dataset,
-))
+memory = AddressableMemory.for_dataset(train, ipc=args.ipc, num_bases=args.num_bases, downsample=args.downsample)
 
 memory = Distiller(config, memory, train, accelerator=accelerator).train()  # best by validation
 

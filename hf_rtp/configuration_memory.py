@@ -69,6 +69,9 @@ class AddressableMemoryConfig(PretrainedConfig):
     """Per-channel mean the pixels were normalised with (x - mean) / std."""
     std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     """Per-channel std the pixels were normalised with."""
+    zca_regularization: float | None = None
+    """When set, pixels are ZCA-whitened (per-image centring and unit norm, then W with this regulariser); the
+    memory then stores W's eigenvectors and scales so recall, evaluation and pictures can use and invert it."""
     ipc: float | None = None
     """The storage budget in images per class this memory was sized for, if any."""
     dataset_name: str | None = None

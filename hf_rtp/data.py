@@ -20,7 +20,7 @@ DIGITS = "digits"
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """How to read one known dataset: its columns, splits and normalisation statistics."""
+    """How to read one known dataset: its columns, splits, normalisation statistics, ZCA regulariser."""
 
     image_column: str
     label_column: str
@@ -28,16 +28,17 @@ class DatasetSpec:
     config_name: str | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    zca: float | None = None
 
 
 # Columns from the Hub repos' dataset_info; statistics from the authors' code (DESIGN.md sec 3).
 KNOWN_DATASETS: dict[str, DatasetSpec] = {
     "ylecun/mnist": DatasetSpec("image", "label", mean=(0.1307,), std=(0.3081,)),
     "zalando-datasets/fashion_mnist": DatasetSpec("image", "label", mean=(0.2861,), std=(0.3530,)),
-    "uoft-cs/cifar10": DatasetSpec("img", "label", mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010)),
-    "uoft-cs/cifar100": DatasetSpec("img", "fine_label", mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761)),
+    "uoft-cs/cifar10": DatasetSpec("img", "label", mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010), zca=0.1),
+    "uoft-cs/cifar100": DatasetSpec("img", "fine_label", mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761), zca=0.1),
     "ufldl-stanford/svhn": DatasetSpec(
-        "image", "label", config_name="cropped_digits", mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970)
+        "image", "label", config_name="cropped_digits", mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), zca=100.0
     ),
     "zh-plus/tiny-imagenet": DatasetSpec(
         "image", "label", test_split="valid", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
@@ -57,8 +58,54 @@ LABEL_COLUMN_NAMES = ("label", "labels", "fine_label", "class", "target", "y")
 
 
 @dataclass
+class ZCA:
+    """ZCA whitening as in the authors' code (KIP style): centre each image and scale it to unit L2 norm, then
+    multiply by W = V diag((E + reg * mean(E))^-1/2) V^T, with (E, V) the eigen-decomposition of the training
+    set's covariance. Kept as V and the diagonal so W and its inverse (for pictures) are both exact."""
+
+    eigenvectors: torch.Tensor
+    scales: torch.Tensor
+    regularization: float
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, regularization: float = 0.1, chunk: int = 4096) -> "ZCA":
+        d = images[0].numel()
+        covariance = torch.zeros(d, d, dtype=torch.float64)
+        for start in range(0, len(images), chunk):
+            x = cls.normalize_images(images[start : start + chunk]).flatten(1)
+            covariance += x.T @ x
+        covariance /= len(images)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        eigenvalues = eigenvalues.clamp_min(0)
+        scales = (eigenvalues + regularization * eigenvalues.mean()).rsqrt()
+        return cls(eigenvectors.float(), scales.float(), float(regularization))
+
+    @staticmethod
+    def normalize_images(images: torch.Tensor) -> torch.Tensor:
+        """Per image: subtract its mean, divide by its L2 norm (float64)."""
+        x = images.double().flatten(1)
+        x = x - x.mean(1, keepdim=True)
+        return (x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)).view(images.shape)
+
+    def whiten(self, images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        v, s = self.eigenvectors.double(), self.scales.double()
+        out = torch.empty(images.shape, dtype=torch.float32)
+        for start in range(0, len(images), chunk):
+            x = self.normalize_images(images[start : start + chunk]).flatten(1)
+            out[start : start + chunk] = ((x @ v) * s @ v.T).float().view(-1, *images.shape[1:])
+        return out
+
+    def unwhiten(self, images: torch.Tensor) -> torch.Tensor:
+        """Back to per-image-normalised pixels (the per-image mean and norm themselves are not recoverable)."""
+        v = self.eigenvectors.to(images.device, images.dtype)
+        s = self.scales.to(images.device, images.dtype)
+        x = images.flatten(1)
+        return ((x @ v) / s @ v.T).view(images.shape)
+
+
+@dataclass
 class ImageClassificationData:
-    """A split as tensors: `images` (N, C, H, W) float32 normalised, `labels` (N,) int64."""
+    """A split as tensors: `images` (N, C, H, W) float32 normalised (or ZCA-whitened), `labels` (N,) int64."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -67,6 +114,7 @@ class ImageClassificationData:
     std: list[float]
     name: str = ""
     split: str = ""
+    zca: ZCA | None = None
     _per_class: list[torch.Tensor] | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -262,10 +310,12 @@ def load_image_dataset(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     max_samples: int | None = None,
+    zca: "ZCA | float | None" = None,
 ) -> ImageClassificationData:
     """Load one split as normalised tensors. Statistics: given, else known for the benchmarks, else this split's.
 
-    For a test split pass the training split's statistics (`load_train_test` does).
+    `zca`: a regulariser fits ZCA whitening on this split (instead of mean/std normalisation); a fitted `ZCA`
+    applies it. For a test split pass the training split's statistics or ZCA (`load_train_test` does).
     """
     spec = spec_for(name)
     hub_name = ALIASES.get(name, name)
@@ -287,8 +337,14 @@ def load_image_dataset(
     images = torch.from_numpy(pixels).float()
     if pixels.dtype == np.uint8:
         images /= 255.0
-    shape = (1, -1, 1, 1)
-    images = (images - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
+    if zca is not None and zca is not False:
+        zca = zca if isinstance(zca, ZCA) else ZCA.fit(images, float(zca))
+        images = zca.whiten(images)
+        mean, std = [0.0] * pixels.shape[1], [1.0] * pixels.shape[1]
+    else:
+        zca = None
+        shape = (1, -1, 1, 1)
+        images = (images - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
     return ImageClassificationData(
         images=images,
         labels=torch.from_numpy(labels),
@@ -297,15 +353,24 @@ def load_image_dataset(
         std=[float(v) for v in std],
         name=name,
         split=split,
+        zca=zca,
     )
 
 
-def load_train_test(name: str, test_split: str | None = None, **kwargs: Any) -> tuple[ImageClassificationData, ImageClassificationData]:
+def load_train_test(
+    name: str, test_split: str | None = None, zca: "ZCA | float | bool | None" = None, **kwargs: Any
+) -> tuple[ImageClassificationData, ImageClassificationData]:
     """The training split and the held-out test split (the Hub's `test`, or `valid` for Tiny-ImageNet), with the
-    training statistics applied to both."""
+    training statistics applied to both. `zca`: None uses the paper's choice for the dataset (CIFAR-10/100 with
+    regulariser 0.1, SVHN 100, others none), False turns it off, a number sets the regulariser, a fitted ZCA
+    (e.g. a loaded memory's) is applied as it is."""
     spec = spec_for(name)
-    train = load_image_dataset(name, "train", **kwargs)
-    kwargs.update(mean=train.mean, std=train.std)
+    if zca is None:
+        zca = spec.zca if spec is not None else None
+    elif zca is True:
+        zca = spec.zca if spec is not None and spec.zca is not None else 0.1
+    train = load_image_dataset(name, "train", zca=zca or None, **kwargs)
+    kwargs.update(mean=train.mean, std=train.std, zca=train.zca)
     test = load_image_dataset(name, test_split or (spec.test_split if spec else "test"), **kwargs)
     if test.class_names != train.class_names:
         raise ValueError(f"train and test splits of {name} name different classes: {train.class_names} vs {test.class_names}")

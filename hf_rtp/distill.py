@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .augment import Augmentation, identity, parse_strategy
 from .data import ImageClassificationData
 from .evaluate import EvalConfig, accuracy, train_from_scratch
 from .learners import ConvNet, functional_learner
@@ -43,6 +44,7 @@ class DistillConfig:
     classes_per_step: int | None = field(default=None, metadata={"help": 'Classes sampled per unroll; None uses all classes (as the paper does for CIFAR-10).'})
     real_per_class: int = field(default=64, metadata={"help": 'Real images per sampled class in the outer loss.'})
     synthetic_per_class: int = field(default=32, metadata={"help": 'Recalled images per sampled class in each inner step (capped by r).'})
+    augment: str | None = field(default=None, metadata={"help": "Differentiable augmentation drawn once per unroll and applied to every inner step's recalled images and to the real batch: DSA ops joined by _ (e.g. flip_rotate, the paper's CIFAR setting) or a named strategy (cifar, dsa, digits); None for none."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the per-step work of the unroll (about 1.5x faster on CPU after a one-off compile of under a minute; needs a C++ compiler or Triton)."})
     inner_loops: int = field(default=1, metadata={"help": 'Independent unrolls per process per outer step, averaged.'})
     optimizer: str = field(default="sgd", metadata={"help": "Outer optimizer for bases and addressing: `sgd` (the authors') or `adam`."})
@@ -72,6 +74,7 @@ class DistillConfig:
             raise ValueError(f"window must be >= 1, got {self.window}")
         if self.random_window and self.window is None:
             raise ValueError("random_window needs a window")
+        parse_strategy(self.augment)  # fail early on an unknown op
 
 
 # Fields that may change between a run and its resumption without changing what is computed.
@@ -149,6 +152,9 @@ class Distiller:
         k = n if cfg.classes_per_step is None else min(cfg.classes_per_step, n)
         classes = torch.sort(torch.randperm(n, generator=generator)[:k]).values
         real_x, real_y = self.train_data.sample(classes.tolist(), cfg.real_per_class, generator)
+        # One op and one draw per unroll, shared by every inner step and the real batch (DSA's Siamese use).
+        augment = Augmentation.draw(cfg.augment, 1, generator, shared=True) or identity
+        real_x = augment(real_x)
         init = [p.to(self.device) for p in self.learner.init_params(generator)]
         r = mcfg.images_per_query
         s = min(cfg.synthetic_per_class, r)
@@ -160,7 +166,7 @@ class Distiller:
         labels = classes.repeat_interleave(s)
 
         def step_data(t: int):
-            return self.memory.images_for_labels(classes, picks[t]), labels
+            return augment(self.memory.images_for_labels(classes, picks[t])), labels
 
         result = unroll(
             self.learner_fn,
@@ -208,7 +214,7 @@ class Distiller:
         cfg = self.config
         images, labels = self.memory(labels=torch.arange(self.memory.config.num_classes, device=self.device))
         eval_cfg = EvalConfig(models=cfg.eval_models, epochs=cfg.eval_epochs, width=cfg.eval_width,
-                              seed=cfg.seed + 7919 * self.step, progress=False)
+                              seed=cfg.seed + 7919 * self.step, augment=cfg.augment, progress=False)
         scores = []
         for i in range(cfg.eval_models):
             with torch.enable_grad():
@@ -361,6 +367,7 @@ class Distiller:
             "inner_momentum": self.config.inner_momentum,
             "learner_width": self.config.learner_width,
             "optimizer": self.config.optimizer,
+            "augment": self.config.augment,
             "lr": self.config.lr,
             "processes": self.accelerator.num_processes,
             "minutes": round(self.elapsed / 60, 2),

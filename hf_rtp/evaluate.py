@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .augment import batch_augmenter
 from .data import ImageClassificationData
 from .learners import ConvNet, create_learner
 
@@ -38,6 +39,8 @@ class EvalConfig:
     learner: str = field(default="convnet", metadata={"help": '`convnet`, `convnet-<width>`, or a timm model name for cross-architecture evaluation.'})
     width: int = field(default=128, metadata={"help": 'ConvNet width.'})
     seed: int = field(default=0, metadata={"help": 'Seed of network inits and minibatch order: model i uses seed + i.'})
+    augment: str | None = field(default=None, metadata={"help": "DSA augmentation with per-image parameters on every training batch (e.g. flip_rotate, dsa); None for none."})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the training networks (about 1.5x faster on CPU; compiled once per shape and reused across models)."})
     test_batch_size: int = field(default=1024, metadata={"help": 'Batch size when testing.'})
     progress: bool = True
     """Show a tqdm bar over the models."""
@@ -77,14 +80,16 @@ def train_from_scratch(
     images, labels = images.to(device), labels.to(device)
     net = _seeded_learner(config, images.shape[1:], num_classes, seed, device)
     net.train()
+    model = torch.compile(net) if config.compile else net
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(seed)
+    augment = batch_augmenter(config.augment, generator)
     n = len(labels)
     for _ in range(config.epochs):
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, config.batch_size):
             rows = order[start : start + config.batch_size]
-            loss = F.cross_entropy(net(images[rows]), labels[rows])
+            loss = F.cross_entropy(model(augment(images[rows])), labels[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

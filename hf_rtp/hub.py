@@ -52,6 +52,10 @@ def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, k
     expected = {"bases": (config.num_bases, *config.base_shape)}
     if config.addressing == "learned":
         expected["addressing"] = (config.images_per_query, config.query_dim, config.num_bases)
+    if config.zca_regularization is not None:
+        d = _image_floats(config)
+        expected["zca_eigenvectors"] = (d, d)
+        expected["zca_scales"] = (d,)
     problems = [f"missing tensor {k!r} {shape}" for k, shape in expected.items() if k not in found]
     problems += [f"unexpected tensor {k!r}" for k in found if k not in expected]
     problems += [
@@ -161,8 +165,12 @@ def model_card(memory: "AddressableMemory", repo_id: str | None = None, dataset_
         storage_floats=config.storage_floats(),
         budget_floats=round(ipc * config.num_classes * _image_floats(config)),
         ipc=f"{ipc:g}",
-        mean=[round(v, 4) for v in config.mean],
-        std=[round(v, 4) for v in config.std],
+        normalisation=(
+            f"ZCA whitening (regulariser {config.zca_regularization:g} x mean eigenvalue; W is stored with the memory, "
+            "outside the budget, as preprocessing)"
+            if config.zca_regularization is not None
+            else f"(x - mean) / std, mean {[round(v, 4) for v in config.mean]}, std {[round(v, 4) for v in config.std]}"
+        ),
         distillation=", ".join(f"{k}={v}" for k, v in (config.distillation or {}).items()) or None,
         evaluation=evaluation,
     )

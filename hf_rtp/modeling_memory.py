@@ -50,6 +50,11 @@ class AddressableMemory(PreTrainedModel):
             )
         else:
             self.addressing = None
+        if config.zca_regularization is not None:
+            # Persistent buffers: saved with the weights, so a loaded memory can whiten test data and invert pictures.
+            d = math.prod(config.image_shape)
+            self.register_buffer("zca_eigenvectors", torch.zeros(d, d))
+            self.register_buffer("zca_scales", torch.zeros(d))
         self.post_init()
 
     @torch.no_grad()
@@ -152,8 +157,30 @@ class AddressableMemory(PreTrainedModel):
 
     # ---- viewing and recall -----------------------------------------------------------------------------
 
+    def zca(self):
+        """The ZCA whitening the pixels live in (a `hf_rtp.data.ZCA`), or None."""
+        if self.config.zca_regularization is None:
+            return None
+        from .data import ZCA
+
+        return ZCA(self.zca_eigenvectors.detach().cpu(), self.zca_scales.detach().cpu(), self.config.zca_regularization)
+
+    @torch.no_grad()
+    def set_zca(self, zca) -> None:
+        if self.config.zca_regularization is None:
+            raise ValueError("this memory was configured without ZCA (zca_regularization=None)")
+        self.zca_eigenvectors.copy_(zca.eigenvectors)
+        self.zca_scales.copy_(zca.scales)
+
     def to_viewable(self, images: torch.Tensor) -> torch.Tensor:
-        """Undo the dataset normalisation: model-space images -> [0, 1] pixels for pictures and previews."""
+        """Undo the dataset normalisation: model-space images -> [0, 1] pixels for pictures and previews.
+
+        ZCA-whitened pixels are mapped back through W^-1; their per-image mean and norm were removed before
+        whitening, so each image is then stretched to [0, 1] for viewing."""
+        if self.config.zca_regularization is not None:
+            flat = self.zca().unwhiten(images.detach().cpu().float()).flatten(1)
+            lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+            return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view(images.shape).to(images.device, images.dtype)
         shape = (1, -1, 1, 1)
         mean = torch.tensor(self.config.mean, device=images.device, dtype=images.dtype).view(shape)
         std = torch.tensor(self.config.std, device=images.device, dtype=images.dtype).view(shape)
@@ -171,6 +198,22 @@ class AddressableMemory(PreTrainedModel):
         from .recall import recall
 
         return recall(self, classes=classes, queries=queries, query_labels=query_labels, preview=preview, batch_size=batch_size)
+
+    @classmethod
+    def for_dataset(
+        cls, data, ipc: float = 1, num_bases: int = 16, downsample: int = 2, addressing: str = "learned"
+    ) -> "AddressableMemory":
+        """A fresh memory sized for `data` (an `ImageClassificationData`) and a budget of `ipc` images per class
+        (eqn 4), carrying its class names, normalisation and ZCA."""
+        config = AddressableMemoryConfig.for_budget(
+            data.image_shape, data.class_names, ipc=ipc, num_bases=num_bases, downsample=downsample, addressing=addressing,
+            mean=data.mean, std=data.std, dataset_name=data.name or None,
+            zca_regularization=data.zca.regularization if data.zca is not None else None,
+        )
+        memory = cls(config)
+        if data.zca is not None:
+            memory.set_zca(data.zca)
+        return memory
 
     # ---- loading and the Hub ----------------------------------------------------------------------------
 

@@ -96,9 +96,12 @@ def test_dataset_adapter_loads_a_hub_id_with_the_repos_columns_and_splits(fake_h
         path = tmp_path / f"{split}.parquet"
         Dataset.from_dict({"img": list(pixels), "label": [i % 3 for i in range(n)]}, features=features).to_parquet(path)
         fake_hub.commit("uoft-cs/cifar10", {f"plain_text/{split}-00000-of-00001.parquet": path.read_bytes()}, repo_type="dataset")
-    train, test = load_train_test("uoft-cs/cifar10")
+    train, test = load_train_test("uoft-cs/cifar10", zca=False)
     assert train.images.shape == (12, 3, 32, 32) and len(test) == 6
     assert train.class_names == ["airplane", "automobile", "bird"]
     assert train.mean == [0.4914, 0.4822, 0.4465]  # the known CIFAR-10 statistics, not this toy's
     raw = train.images[0] * torch.tensor(train.std).view(3, 1, 1) + torch.tensor(train.mean).view(3, 1, 1)
     assert float(raw.min()) >= -1e-5 and float(raw.max()) <= 1 + 1e-5
+    # by default CIFAR-10 is ZCA-whitened as in the paper (regulariser 0.1), test with the training split's W
+    white_train, white_test = load_train_test("uoft-cs/cifar10")
+    assert white_train.zca is not None and white_train.zca.regularization == 0.1 and white_test.zca is white_train.zca

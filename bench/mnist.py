@@ -1,0 +1,157 @@
+"""Accuracy per CPU-hour on MNIST: the addressable memory, the per-class synthetic set (vanilla BPTT) at the same
+storage budget, and random real images at the same budget, each distilled for a fixed wall-clock budget and
+evaluated with fresh ConvNet-128s on the 10k test split.
+
+    python bench/mnist.py --ipc 1 --method memory --minutes 30
+    python bench/mnist.py --ipc 1 --method per_class --minutes 30
+    python bench/mnist.py --ipc 1 --method random_real
+    python bench/mnist.py --plot            # accuracy-vs-time PNG from the runs so far
+
+Each run adds its row to bench/results/mnist.json and saves its memory (with model card) under
+bench/results/memories/. Distillation is tuned on the validation split (10% of train) only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+MNIST_LOCAL = HERE.parent.parent / "shared" / "data" / "mnist"
+
+# CPU settings chosen on the validation split (bench/results/mnist_tuning.json): a narrow learner in the inner loop
+# buys many more outer steps per hour; the memory is still evaluated by ConvNet-128s.
+CPU_SETTINGS = dict(unroll_steps=50, learner_width=32, synthetic_per_class=4, real_per_class=32, optimizer="adam",
+                    lr=0.01, eval_every=50, eval_epochs=150, eval_width=32, checkpoint_every=50, compile=True)
+BUDGET = {"memory": dict(num_bases=16, downsample=2, addressing="learned"),
+          "per_class": dict(downsample=1, addressing="one_hot")}
+
+
+def machine() -> str:
+    import torch
+
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU"
+
+
+def dataset_name(requested: str | None) -> str:
+    if requested:
+        return requested
+    return str(MNIST_LOCAL) if MNIST_LOCAL.exists() else "ylecun/mnist"
+
+
+def record(row: dict, path: Path) -> None:
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = [r for r in rows if (r["ipc"], r["method"]) != (row["ipc"], row["method"])] + [row]
+    rows.sort(key=lambda r: (r["ipc"], r["method"]))
+    path.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+
+
+def run(args) -> dict:
+    import torch
+
+    from hf_rtp import AddressableMemory, DistillConfig, Distiller
+    from hf_rtp.data import load_train_test
+    from hf_rtp.evaluate import EvalConfig, evaluate_images, evaluate_memory, random_real
+    from hf_rtp.hub import write_model_card
+
+    torch.set_num_threads(args.threads)
+    name = dataset_name(args.dataset)
+    train, test = load_train_test(name)
+    train.name = "ylecun/mnist"  # the local copy has the Hub repo's layout: record the Hub id on the card
+    eval_config = EvalConfig(models=args.models, epochs=args.epochs, seed=args.seed)
+    command = "python bench/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    row = {"ipc": args.ipc, "method": args.method, "command": command, "machine": machine(), "dataset": "ylecun/mnist"}
+    if args.method == "random_real":
+        images, labels = random_real(train, args.ipc, args.seed)
+        result = evaluate_images(images, labels, test, eval_config)
+        row.update(accuracy=result.summary(), images=result.images, storage_floats=images[0].numel() * len(images))
+        return row
+
+    torch.manual_seed(args.seed)
+    memory = AddressableMemory.for_dataset(train, ipc=args.ipc, **BUDGET[args.method])
+    out = RESULTS / "runs" / f"mnist-ipc{args.ipc:g}-{args.method}"
+    settings = {**CPU_SETTINGS, **json.loads(args.settings or "{}")}
+    config = DistillConfig(steps=100_000, max_minutes=args.minutes, output_dir=str(out), seed=args.seed,
+                           progress=not args.no_progress, resume=args.resume, **settings)
+    started = time.perf_counter()
+    memory = Distiller(config, memory, train).train()
+    distill_seconds = time.perf_counter() - started
+    evaluate_memory(memory, test, eval_config)
+    folder = RESULTS / "memories" / f"mnist-ipc{args.ipc:g}-{args.method}"
+    memory.save_pretrained(folder)
+    write_model_card(memory, folder)
+    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    row.update(
+        accuracy=memory.config.evaluation["accuracy"],
+        images=memory.config.images_per_query * memory.config.num_classes,
+        storage_floats=memory.config.storage_floats(),
+        num_bases=memory.config.num_bases, images_per_query=memory.config.images_per_query,
+        downsample=memory.config.downsample, settings=settings, distillation=memory.config.distillation,
+        distill_minutes=round(distill_seconds / 60, 2),
+        curve=[{"minutes": round(c["seconds"] / 60, 3), "val_accuracy": c["val_accuracy"]} for c in curve if "val_accuracy" in c and "seconds" in c],
+        memory_folder=str(folder.relative_to(HERE.parent)),
+    )
+    return row
+
+
+def plot(path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = json.loads(path.read_text())["rows"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
+    for ax, ipc in zip(axes[0], (1, 10)):
+        for r in (r for r in rows if r["ipc"] == ipc):
+            if r.get("curve"):
+                ax.plot([c["minutes"] for c in r["curve"]], [100 * c["val_accuracy"] for c in r["curve"]], marker="o",
+                        ms=3, label=f"{r['method']} (validation)")
+            ax.axhline(100 * r["accuracy"]["mean"], ls="--", lw=1, color=ax.lines[-1].get_color() if r.get("curve") else "grey",
+                       label=f"{r['method']}: test {100 * r['accuracy']['mean']:.1f}%")
+        ax.set_title(f"MNIST, {ipc} image(s) per class budget")
+        ax.set_xlabel("distillation wall-clock minutes (2 CPU cores)")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = path.with_name("mnist_accuracy_vs_time.png")
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ipc", type=float, default=1)
+    parser.add_argument("--method", choices=["memory", "per_class", "random_real"], default="memory")
+    parser.add_argument("--minutes", type=float, default=30, help="wall-clock distillation budget")
+    parser.add_argument("--models", type=int, default=5, help="ConvNet-128s trained for the test evaluation")
+    parser.add_argument("--epochs", type=int, default=300, help="epochs per evaluation network")
+    parser.add_argument("--settings", default=None, help="JSON overrides of the DistillConfig settings")
+    parser.add_argument("--dataset", default=None, help="default: ../shared/data/mnist if present, else ylecun/mnist")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--plot", action="store_true", help="only redraw the accuracy-vs-time PNG")
+    parser.add_argument("--output", default=str(RESULTS / "mnist.json"))
+    args = parser.parse_args()
+    path = Path(args.output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not args.plot:
+        row = run(args)
+        record(row, path)
+        acc = row["accuracy"]
+        print(f"MNIST ipc {args.ipc:g} {args.method}: {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f}% "
+              f"({row['images']} images, {row['storage_floats']} floats)")
+    print(f"wrote {plot(path)}")
+
+
+if __name__ == "__main__":
+    main()
