@@ -47,8 +47,9 @@ def dataset_name(requested: str | None) -> str:
 
 def record(row: dict, path: Path) -> None:
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
-    rows = [r for r in rows if (r["ipc"], r["method"]) != (row["ipc"], row["method"])] + [row]
-    rows.sort(key=lambda r: (r["ipc"], r["method"]))
+    key = lambda r: (r["ipc"], r["method"], r.get("tag", ""))  # noqa: E731
+    rows = [r for r in rows if key(r) != key(row)] + [row]
+    rows.sort(key=key)
     path.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
 
 
@@ -64,9 +65,11 @@ def run(args) -> dict:
     name = dataset_name(args.dataset)
     train, test = load_train_test(name)
     train.name = "ylecun/mnist"  # the local copy has the Hub repo's layout: record the Hub id on the card
-    eval_config = EvalConfig(models=args.models, epochs=args.epochs, seed=args.seed)
+    eval_config = EvalConfig(models=args.models, epochs=args.epochs, seed=args.seed, micro_batch=64, compile=True)
     command = "python bench/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     row = {"ipc": args.ipc, "method": args.method, "command": command, "machine": machine(), "dataset": "ylecun/mnist"}
+    if args.tag:
+        row["tag"] = args.tag
     if args.method == "random_real":
         images, labels = random_real(train, args.ipc, args.seed)
         result = evaluate_images(images, labels, test, eval_config)
@@ -75,18 +78,23 @@ def run(args) -> dict:
 
     torch.manual_seed(args.seed)
     memory = AddressableMemory.for_dataset(train, ipc=args.ipc, **BUDGET[args.method])
-    out = RESULTS / "runs" / f"mnist-ipc{args.ipc:g}-{args.method}"
+    out = RESULTS / "runs" / f"mnist-ipc{args.ipc:g}-{args.method}{'-' + args.tag if args.tag else ''}"
     settings = {**CPU_SETTINGS, **json.loads(args.settings or "{}")}
     config = DistillConfig(steps=100_000, max_minutes=args.minutes, output_dir=str(out), seed=args.seed,
                            progress=not args.no_progress, resume=args.resume, **settings)
     started = time.perf_counter()
     memory = Distiller(config, memory, train).train()
     distill_seconds = time.perf_counter() - started
+    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    curve = [{"minutes": round(c["seconds"] / 60, 3), "val_accuracy": c["val_accuracy"]} for c in curve if "val_accuracy" in c and "seconds" in c]
+    if args.validation_only:  # tuning: never look at the test split
+        row.update(settings=settings, distillation=memory.config.distillation, curve=curve,
+                   best_val_accuracy=memory.config.distillation["val_accuracy"])
+        return row
     evaluate_memory(memory, test, eval_config)
-    folder = RESULTS / "memories" / f"mnist-ipc{args.ipc:g}-{args.method}"
+    folder = RESULTS / "memories" / f"mnist-ipc{args.ipc:g}-{args.method}{'-' + args.tag if args.tag else ''}"
     memory.save_pretrained(folder)
     write_model_card(memory, folder)
-    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     row.update(
         accuracy=memory.config.evaluation["accuracy"],
         images=memory.config.images_per_query * memory.config.num_classes,
@@ -94,7 +102,7 @@ def run(args) -> dict:
         num_bases=memory.config.num_bases, images_per_query=memory.config.images_per_query,
         downsample=memory.config.downsample, settings=settings, distillation=memory.config.distillation,
         distill_minutes=round(distill_seconds / 60, 2),
-        curve=[{"minutes": round(c["seconds"] / 60, 3), "val_accuracy": c["val_accuracy"]} for c in curve if "val_accuracy" in c and "seconds" in c],
+        curve=curve,
         memory_folder=str(folder.relative_to(HERE.parent)),
     )
     return row
@@ -109,7 +117,7 @@ def plot(path: Path) -> Path:
     rows = json.loads(path.read_text())["rows"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
     for ax, ipc in zip(axes[0], (1, 10)):
-        for r in (r for r in rows if r["ipc"] == ipc):
+        for r in (r for r in rows if r["ipc"] == ipc and "accuracy" in r and not r.get("tag")):
             if r.get("curve"):
                 ax.plot([c["minutes"] for c in r["curve"]], [100 * c["val_accuracy"] for c in r["curve"]], marker="o",
                         ms=3, label=f"{r['method']} (validation)")
@@ -140,6 +148,8 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--plot", action="store_true", help="only redraw the accuracy-vs-time PNG")
+    parser.add_argument("--tag", default="", help="name of a variant (e.g. a tuning pilot), kept as its own row")
+    parser.add_argument("--validation-only", action="store_true", help="tuning run: report validation accuracy only")
     parser.add_argument("--output", default=str(RESULTS / "mnist.json"))
     args = parser.parse_args()
     path = Path(args.output)
@@ -147,6 +157,10 @@ def main() -> None:
     if not args.plot:
         row = run(args)
         record(row, path)
+        if args.validation_only:
+            print(f"MNIST ipc {args.ipc:g} {args.method} {args.tag}: best validation {100 * row['best_val_accuracy']:.2f}% "
+                  f"after {row['distillation']['outer_steps']} steps")
+            return
         acc = row["accuracy"]
         print(f"MNIST ipc {args.ipc:g} {args.method}: {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f}% "
               f"({row['images']} images, {row['storage_floats']} floats)")

@@ -52,7 +52,7 @@ def worker(args) -> dict:
     picks = torch.stack([torch.rand(10, r, generator=g).argsort(1)[:, :s] for _ in range(T)])
     labels = classes.repeat_interleave(s)
     real = torch.randn(10 * args.real_per_class, 1, 28, 28, generator=g), torch.arange(10).repeat_interleave(args.real_per_class)
-    outer = real_batch_loss(net.functional, *real)
+    outer = real_batch_loss(net.functional, *real, chunk=10 * s)  # as the Distiller does on a CPU
 
     def step_data(t):
         return memory.images_for_labels(classes, picks[t]), labels
@@ -170,7 +170,34 @@ def main() -> None:
               "command": "python " + " ".join(sys.argv), "rows": rows, "ratios": checks}
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(record, indent=1))
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output} and {plot(rows, Path(args.output).with_name('unroll_memory.png'))}")
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for impl in dict.fromkeys(r["impl"] for r in rows):
+        mine = [r for r in rows if r["impl"] == impl]
+        measured = [r for r in mine if "skipped" not in r]
+        line, = ax.plot([r["T"] for r in measured], [r["peak_rss_mb"] / 1024 for r in measured], marker="o", label=impl)
+        guessed = [r for r in mine if "skipped" in r]
+        if guessed and measured:
+            ax.plot([measured[-1]["T"], *[r["T"] for r in guessed]],
+                    [measured[-1]["peak_rss_mb"] / 1024, *[r["peak_rss_mb"] / 1024 for r in guessed]],
+                    ls="--", color=line.get_color(), label=f"{impl} (extrapolated, does not fit)")
+    ax.set_xlabel("unroll length T")
+    ax.set_ylabel("peak RSS (GB)")
+    ax.set_title("peak memory of one outer step", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

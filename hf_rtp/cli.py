@@ -168,7 +168,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if train.class_names != memory.config.class_names:
         raise SystemExit(f"{dataset} has classes {train.class_names[:5]}... but the memory has {memory.config.class_names[:5]}...")
     config = EvalConfig(models=args.models, epochs=args.epochs, learner=args.learner, width=args.width, seed=args.seed,
-                        augment=args.augment)
+                        augment=args.augment, learner_kwargs=args.learner_kwargs)
     record = evaluate_memory(memory, test, config, train=train if args.random_real else None)
     folder = Path(args.memory) if Path(args.memory).is_dir() else None
     if args.save and folder is not None:
@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=300, help="epochs per network (default: 300)")
     p.add_argument("--learner", default="convnet", help="convnet, convnet-<width>, or a timm model name")
     p.add_argument("--width", type=int, default=128, help="ConvNet width (default: 128)")
+    p.add_argument("--learner-kwargs", type=json.loads, default={}, help='JSON timm.create_model arguments, e.g. \'{"patch_size": 4}\'')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--augment", default=None, help="DSA augmentation while training (e.g. flip_rotate, dsa)")
     p.add_argument("--random-real", action=argparse.BooleanOptionalAction, default=True,

@@ -95,8 +95,10 @@ def create_learner(
     image_size: int | Sequence[int],
     width: int = 128,
     depth: int | None = None,
+    **timm_kwargs,
 ) -> nn.Module:
-    """`convnet` (the paper's ConvNet; `convnet-64` sets the width) or any timm model name (evaluation only)."""
+    """`convnet` (the paper's ConvNet; `convnet-64` sets the width) or any timm model name (evaluation only);
+    `timm_kwargs` go to timm.create_model (e.g. patch_size=4 for a ViT on 28x28 images)."""
     if name == "convnet" or name.startswith("convnet-"):
         if "-" in name:
             width = int(name.split("-", 1)[1])
@@ -104,7 +106,7 @@ def create_learner(
     import timm
 
     size = image_size if isinstance(image_size, int) else image_size[0]
-    kwargs = {"in_chans": in_channels, "num_classes": num_classes, "pretrained": False}
+    kwargs = {"in_chans": in_channels, "num_classes": num_classes, "pretrained": False, **timm_kwargs}
     try:
         return timm.create_model(name, img_size=size, **kwargs)
     except TypeError:  # convolutional timm models take any input size and have no img_size argument

@@ -69,3 +69,11 @@ def test_recalled_dataset_without_labels_is_refused(digits):
     memory = AddressableMemory(AddressableMemoryConfig(image_shape=[1, 8, 8], class_names=[str(i) for i in range(10)], mean=[0.0], std=[1.0]))
     with pytest.raises(ValueError, match="missing \\['label'\\]"):
         evaluate_recalled(memory.recall(queries=torch.eye(10)), test, EvalConfig(**QUICK))
+
+
+def test_micro_batches_give_the_same_training(digits):
+    train, test = digits
+    images, labels = random_real(train, ipc=10, seed=0)
+    whole = evaluate_images(images, labels, test, EvalConfig(models=1, epochs=5, width=16, batch_size=64, progress=False))
+    parts = evaluate_images(images, labels, test, EvalConfig(models=1, epochs=5, width=16, batch_size=64, micro_batch=16, progress=False))
+    assert parts.runs[0] == pytest.approx(whole.runs[0], abs=0.01)  # float rounding may flip a test image or two
