@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the unroll and evaluation (default: the config's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default=str(RESULTS / "cifar10.json"))
+    parser.add_argument("--results-dir", default=str(RESULTS), help="where cifar10.json, runs/ and memories/ go")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
 
@@ -74,7 +74,8 @@ def main() -> None:
     train.name = "uoft-cs/cifar10"
     torch.manual_seed(args.seed)
     memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=16, downsample=2)
-    out = RESULTS / "runs" / f"cifar10-ipc1-{name}"
+    results = Path(args.results_dir)
+    out = results / "runs" / f"cifar10-ipc1-{name}"
     config = DistillConfig(max_minutes=minutes, output_dir=str(out), seed=args.seed, progress=not args.no_progress, **distill)
     started = time.perf_counter()
     memory = Distiller(config, memory, train, accelerator=accelerator).train()
@@ -82,7 +83,7 @@ def main() -> None:
     if not accelerator.is_main_process:
         return
     record = evaluate_memory(memory, test, EvalConfig(seed=args.seed, **evaluation), train=train, device=accelerator.device)
-    folder = RESULTS / "memories" / f"cifar10-ipc1-{name}"
+    folder = results / "memories" / f"cifar10-ipc1-{name}"
     memory.save_pretrained(folder)
     write_model_card(memory, folder)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
@@ -90,8 +91,8 @@ def main() -> None:
            "machine": f"{platform.machine()}, {device}, torch {torch.__version__}", "distill_minutes": round(seconds / 60, 2),
            "settings": distill, "evaluation": evaluation, "result": record, "paper": {"accuracy": 0.664, "std": 0.004},
            "memory_folder": str(folder)}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(row, indent=1))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "cifar10.json").write_text(json.dumps(row, indent=1))
     acc, real = record["accuracy"], record["random_real"]
     print(f"CIFAR-10 IPC 1 ({name}): distilled {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f}%, random real "
           f"{100 * real['mean']:.2f} +- {100 * real['std']:.2f}% (paper 66.4 +- 0.4%)")

@@ -28,7 +28,7 @@ MNIST_LOCAL = HERE.parent.parent / "shared" / "data" / "mnist"
 # CPU settings chosen on the validation split (bench/results/mnist_tuning.json): a narrow learner in the inner loop
 # buys many more outer steps per hour; the memory is still evaluated by ConvNet-128s.
 CPU_SETTINGS = dict(unroll_steps=50, learner_width=32, synthetic_per_class=4, real_per_class=32, optimizer="adam",
-                    lr=0.01, eval_every=50, eval_epochs=150, eval_width=32, checkpoint_every=50, compile=True)
+                    lr=0.01, eval_every=100, eval_epochs=150, eval_width=32, checkpoint_every=50, compile=True)
 BUDGET = {"memory": dict(num_bases=16, downsample=2, addressing="learned"),
           "per_class": dict(downsample=1, addressing="one_hot")}
 
@@ -77,7 +77,8 @@ def run(args) -> dict:
         return row
 
     torch.manual_seed(args.seed)
-    memory = AddressableMemory.for_dataset(train, ipc=args.ipc, **BUDGET[args.method])
+    budget = {**BUDGET[args.method], **({"num_bases": args.num_bases} if args.num_bases else {})}
+    memory = AddressableMemory.for_dataset(train, ipc=args.ipc, **budget)
     out = RESULTS / "runs" / f"mnist-ipc{args.ipc:g}-{args.method}{'-' + args.tag if args.tag else ''}"
     settings = {**CPU_SETTINGS, **json.loads(args.settings or "{}")}
     config = DistillConfig(steps=100_000, max_minutes=args.minutes, output_dir=str(out), seed=args.seed,
@@ -139,6 +140,7 @@ def main() -> None:
     parser.add_argument("--ipc", type=float, default=1)
     parser.add_argument("--method", choices=["memory", "per_class", "random_real"], default="memory")
     parser.add_argument("--minutes", type=float, default=30, help="wall-clock distillation budget")
+    parser.add_argument("--num-bases", type=int, default=None, help="K for --method memory (default 16)")
     parser.add_argument("--models", type=int, default=5, help="ConvNet-128s trained for the test evaluation")
     parser.add_argument("--epochs", type=int, default=300, help="epochs per evaluation network")
     parser.add_argument("--settings", default=None, help="JSON overrides of the DistillConfig settings")

@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +118,7 @@ class Distiller:
         self.device = self.accelerator.device
         if validation is None:
             train, validation = train.split_validation(config.validation_fraction, seed=config.seed)
-        self.train_data = train.subset(torch.arange(len(train)))
-        self.train_data.images = self.train_data.images.to(self.device)
-        self.train_data.labels = self.train_data.labels.to(self.device)
+        self.train_data = replace(train, images=train.images.to(self.device), labels=train.labels.to(self.device), _per_class=None)
         self.validation = validation
         self.memory = memory.to(self.device).train()
         if self.accelerator.num_processes > 1:
