@@ -46,7 +46,8 @@ def one_run(dataset, ipc, settings, memory_kwargs, minutes, seed, eval_config, o
     train, test = dataset
     torch.manual_seed(seed)
     memory = AddressableMemory.for_dataset(train, ipc=ipc, **memory_kwargs)
-    config = DistillConfig(steps=100_000, max_minutes=minutes, seed=seed, output_dir=str(out), progress=False, **settings)
+    config = DistillConfig(steps=100_000, max_minutes=minutes, seed=seed, output_dir=str(out), progress=False,
+                           overwrite_output_dir=True, **settings)
     memory = Distiller(config, memory, train).train()
     result = evaluate_recalled(memory, test, eval_config)
     return {"accuracy": result.mean, "runs": result.runs, "outer_steps": memory.config.distillation["outer_steps"],

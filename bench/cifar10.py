@@ -76,7 +76,8 @@ def main() -> None:
     memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=16, downsample=2)
     results = Path(args.results_dir)
     out = results / "runs" / f"cifar10-ipc1-{name}"
-    config = DistillConfig(max_minutes=minutes, output_dir=str(out), seed=args.seed, progress=not args.no_progress, **distill)
+    config = DistillConfig(max_minutes=minutes, output_dir=str(out), seed=args.seed, progress=not args.no_progress,
+                           overwrite_output_dir=True, **distill)
     started = time.perf_counter()
     memory = Distiller(config, memory, train, accelerator=accelerator).train()
     seconds = time.perf_counter() - started

@@ -82,7 +82,7 @@ def run(args) -> dict:
     out = RESULTS / "runs" / f"mnist-ipc{args.ipc:g}-{args.method}{'-' + args.tag if args.tag else ''}"
     settings = {**CPU_SETTINGS, **json.loads(args.settings or "{}")}
     config = DistillConfig(steps=100_000, max_minutes=args.minutes, output_dir=str(out), seed=args.seed,
-                           progress=not args.no_progress, resume=args.resume, **settings)
+                           progress=not args.no_progress, resume=args.resume, overwrite_output_dir=not args.resume, **settings)
     started = time.perf_counter()
     memory = Distiller(config, memory, train).train()
     distill_seconds = time.perf_counter() - started

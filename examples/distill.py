@@ -33,16 +33,15 @@ accelerator = Accelerator()
 train, test = load_train_test(args.dataset)
 
 # The same seed on every process gives every rank the same starting memory.
-config = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig)
-                          if getattr(args, f.name) is not None})
+config = DistillConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DistillConfig) if hasattr(args, f.name)})
 torch.manual_seed(config.seed)
 memory = AddressableMemory.for_dataset(train, ipc=args.ipc, num_bases=args.num_bases, downsample=args.downsample)
 
 memory = Distiller(config, memory, train, accelerator=accelerator).train()  # best by validation
 
 if accelerator.is_main_process:
-    record = evaluate_memory(memory, test, EvalConfig(models=args.eval_final_models, seed=config.seed), train=train,
-                             device=accelerator.device)
+    record = evaluate_memory(memory, test, EvalConfig(models=args.eval_final_models, seed=config.seed, augment=config.augment),
+                             train=train, device=accelerator.device)
     folder = f"{config.output_dir}/memory"
     memory.save_pretrained(folder)
     write_model_card(memory, folder)

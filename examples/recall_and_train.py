@@ -42,5 +42,6 @@ for epoch in range(args.epochs):
         optimizer.step()
 
 # The memory records its dataset and normalisation: test on that dataset's held-out split.
-_, test = load_train_test(memory.config.dataset_name)
+space = {"zca": memory.zca()} if memory.zca() is not None else {"zca": False, "mean": memory.config.mean, "std": memory.config.std}
+_, test = load_train_test(memory.config.dataset_name, **space)
 print(f"{args.learner} trained on {len(recalled)} recalled images: {100 * accuracy(net.eval(), test):.2f}% test accuracy")

@@ -17,12 +17,16 @@ from typing import Any, Sequence
 
 from .distill import DistillConfig
 
-# Settings that differ from the paper's for the embedded 8x8 digits, so the main job takes a few CPU minutes.
+# Settings that differ from the paper's for the embedded 8x8 digits, so the main job takes about 3 CPU minutes.
 DATASET_PRESETS: dict[str, dict[str, Any]] = {
     "digits": dict(num_bases=8, steps=200, unroll_steps=50, optimizer="adam", lr=0.01, eval_every=25,
-                   eval_epochs=100, checkpoint_every=50, final_models=5, max_minutes=4.0),
+                   eval_epochs=100, checkpoint_every=50, final_models=5),
 }
-MEMORY_DEFAULTS = dict(ipc=1.0, num_bases=16, downsample=2, addressing="learned", final_models=10, final_epochs=300)
+# Defaults of the distill options that are not DistillConfig fields.
+RUN_DEFAULTS = dict(dataset="digits", dataset_config=None, image_column=None, label_column=None, zca=None, ipc=1.0,
+                    num_bases=16, downsample=2, addressing="learned", final_models=10, final_epochs=300,
+                    push_to_hub=None, push_dataset=False)
+RUN_SETTINGS_FILE = "run_settings.json"  # in the output dir: what --resume continues
 
 
 def _field_type(annotation: Any) -> tuple[type, bool]:
@@ -45,7 +49,8 @@ def _optional(base: type):
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: Sequence[str] = ()) -> None:
-    """One --option per field, with the field's help text; defaults stay None so presets can fill them."""
+    """One --option per field, with the field's help text. Options not given stay out of the parsed namespace
+    (argparse.SUPPRESS), so an explicit `--clip-grad-norm none` is told apart from no option at all."""
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -53,35 +58,38 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: Sequ
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
         if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         else:
-            parser.add_argument(flag, type=_optional(base) if optional else base, default=None, help=help_text)
+            parser.add_argument(flag, type=_optional(base) if optional else base, default=argparse.SUPPRESS, help=help_text)
 
 
-def _settings(args: argparse.Namespace, dataset: str) -> dict[str, Any]:
-    """Explicit options, then the dataset's preset, then the defaults."""
-    merged = {**MEMORY_DEFAULTS, **{f.name: f.default for f in dataclasses.fields(DistillConfig)}}
-    merged.update(DATASET_PRESETS.get(dataset, {}))
-    merged.update({k: v for k, v in vars(args).items() if v is not None})
-    return merged
+def run_settings(given: dict[str, Any]) -> dict[str, Any]:
+    """Explicit options over (on --resume) the settings the run started with, else over the dataset's preset and
+    the defaults."""
+    defaults = {**RUN_DEFAULTS, **{f.name: f.default for f in dataclasses.fields(DistillConfig)}}
+    saved = Path(given.get("output_dir", DistillConfig.output_dir)) / RUN_SETTINGS_FILE
+    if given.get("resume") and saved.exists():
+        return {**defaults, **json.loads(saved.read_text()), **given}
+    return {**defaults, **DATASET_PRESETS.get(given.get("dataset", RUN_DEFAULTS["dataset"]), {}), **given}
 
 
 def _distill_parser(sub) -> None:
-    p = sub.add_parser("distill", help="distil a dataset into an addressable memory, evaluate it, save it")
-    p.add_argument("--dataset", default="digits", help="Hub id (e.g. ylecun/mnist), local folder, or `digits` (embedded, offline)")
-    p.add_argument("--dataset-config", default=None, help="dataset config name (e.g. cropped_digits for SVHN)")
-    p.add_argument("--image-column", default=None, help="column holding the images (detected when omitted)")
-    p.add_argument("--label-column", default=None, help="column holding the labels (detected when omitted)")
-    p.add_argument("--ipc", type=float, default=None, help="storage budget in images per class (default: 1)")
-    p.add_argument("--num-bases", type=int, default=None, help="K shared bases (default: 16; 8 for digits)")
-    p.add_argument("--downsample", type=int, default=None, help="bases stored at 1/ds resolution (default: 2)")
-    p.add_argument("--addressing", choices=["learned", "one_hot"], default=None,
+    p = sub.add_parser("distill", help="distil a dataset into an addressable memory, evaluate it, save it",
+                       argument_default=argparse.SUPPRESS)
+    p.add_argument("--dataset", help="Hub id (e.g. ylecun/mnist), local folder, or `digits` (embedded, offline; the default)")
+    p.add_argument("--dataset-config", help="dataset config name (e.g. cropped_digits for SVHN)")
+    p.add_argument("--image-column", help="column holding the images (detected when omitted)")
+    p.add_argument("--label-column", help="column holding the labels (detected when omitted)")
+    p.add_argument("--ipc", type=float, help="storage budget in images per class (default: 1)")
+    p.add_argument("--num-bases", type=int, help="K shared bases (default: 16; 8 for digits)")
+    p.add_argument("--downsample", type=int, help="bases stored at 1/ds resolution (default: 2)")
+    p.add_argument("--addressing", choices=["learned", "one_hot"],
                    help="learned addressing (the paper) or one_hot (per-class synthetic set, vanilla BPTT)")
-    p.add_argument("--zca", default=None, help="ZCA whitening: a regulariser, `off`, or omit for the paper's choice "
+    p.add_argument("--zca", help="ZCA whitening: a regulariser, `off`, or omit for the paper's choice "
                    "(CIFAR-10/100 0.1, SVHN 100, none for the others)")
-    p.add_argument("--final-models", type=int, default=None, help="networks trained for the final test evaluation (default: 10)")
-    p.add_argument("--final-epochs", type=int, default=None, help="epochs per final evaluation network (default: 300)")
-    p.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="upload the memory and its model card")
+    p.add_argument("--final-models", type=int, help="networks trained for the final test evaluation (default: 10)")
+    p.add_argument("--final-epochs", type=int, help="epochs per final evaluation network (default: 300)")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the memory and its model card")
     p.add_argument("--push-dataset", action="store_true", help="with --push-to-hub, also upload the recalled Dataset")
     add_dataclass_options(p, DistillConfig)
 
@@ -95,21 +103,26 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
     from .distill import Distiller
     from .evaluate import EvalConfig, evaluate_memory
 
-    s = _settings(args, args.dataset)
+    s = run_settings({k: v for k, v in vars(args).items() if k != "command"})
     accelerator = Accelerator()
-    zca = None if args.zca is None else (False if args.zca.lower() in ("off", "none", "0") else float(args.zca))
-    train, test = load_train_test(args.dataset, config_name=args.dataset_config, image_column=args.image_column,
-                                  label_column=args.label_column, zca=zca)
+    zca = None if s["zca"] is None else (False if str(s["zca"]).lower() in ("off", "none", "0") else float(s["zca"]))
+    train, test = load_train_test(s["dataset"], config_name=s["dataset_config"], image_column=s["image_column"],
+                                  label_column=s["label_column"], zca=zca)
     torch.manual_seed(s["seed"])
     memory = AddressableMemory.for_dataset(train, ipc=s["ipc"], num_bases=s["num_bases"], downsample=s["downsample"],
                                            addressing=s["addressing"])
     memory_config = memory.config
     config = DistillConfig(**{f.name: s[f.name] for f in dataclasses.fields(DistillConfig)})
     if accelerator.is_main_process:
-        print(f"{args.dataset}: {len(train)} train / {len(test)} test images {train.image_shape}, {train.num_classes} classes; "
+        print(f"{s['dataset']}: {len(train)} train / {len(test)} test images {train.image_shape}, {train.num_classes} classes; "
               f"memory K={memory_config.num_bases} r={memory_config.images_per_query} ds={memory_config.downsample} "
               f"({memory_config.storage_floats()} floats, budget {s['ipc']:g} image(s) per class)")
-    memory = Distiller(config, memory, train, accelerator=accelerator).train()
+    distiller = Distiller(config, memory, train, accelerator=accelerator)
+    distiller.prepare()  # refuses an output dir holding another run before its settings are written over
+    if accelerator.is_main_process and distiller.step == 0:
+        saved = {k: v for k, v in s.items() if k not in ("resume", "overwrite_output_dir")}
+        (Path(config.output_dir) / RUN_SETTINGS_FILE).write_text(json.dumps(saved, indent=1))
+    memory = distiller.train()
     if not accelerator.is_main_process:
         return {}
     eval_config = EvalConfig(models=s["final_models"], epochs=s["final_epochs"], width=config.eval_width, seed=config.seed,
@@ -117,9 +130,9 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
     record = evaluate_memory(memory, test, eval_config, train=train, device=accelerator.device)
     folder = Path(config.output_dir) / "memory"
     _save_with_card(memory, folder)
-    _print_result(args.dataset, memory, record, folder)
-    if args.push_to_hub:
-        url = memory.push_to_hub(args.push_to_hub, push_dataset=args.push_dataset)
+    _print_result(s["dataset"], memory, record, folder)
+    if s["push_to_hub"]:
+        url = memory.push_to_hub(s["push_to_hub"], push_dataset=s["push_dataset"])
         print(f"pushed to {url}")
     return record
 
@@ -164,11 +177,13 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if not dataset:
         raise SystemExit("the memory does not record its dataset: pass --dataset")
     # the memory's own ZCA (if any) whitens the test split, so its pixels and the test images share one space
-    train, test = load_train_test(dataset, config_name=args.dataset_config, zca=memory.zca() or False)
+    space = {"zca": memory.zca()} if memory.zca() is not None else {"zca": False, "mean": memory.config.mean, "std": memory.config.std}
+    train, test = load_train_test(dataset, config_name=args.dataset_config, **space)
     if train.class_names != memory.config.class_names:
         raise SystemExit(f"{dataset} has classes {train.class_names[:5]}... but the memory has {memory.config.class_names[:5]}...")
     config = EvalConfig(models=args.models, epochs=args.epochs, learner=args.learner, width=args.width, seed=args.seed,
-                        augment=args.augment, learner_kwargs=args.learner_kwargs)
+                        augment=args.augment, learner_kwargs=args.learner_kwargs, lr=args.lr, momentum=args.momentum,
+                        batch_size=args.batch_size, weight_decay=args.weight_decay)
     record = evaluate_memory(memory, test, config, train=train if args.random_real else None)
     folder = Path(args.memory) if Path(args.memory).is_dir() else None
     if args.save and folder is not None:
@@ -227,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learner-kwargs", type=json.loads, default={}, help='JSON timm.create_model arguments, e.g. \'{"patch_size": 4}\'')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--augment", default=None, help="DSA augmentation while training (e.g. flip_rotate, dsa)")
+    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default: 0.01)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    p.add_argument("--batch-size", type=int, default=640, help="training batch size (default: 640)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="SGD weight decay (default: 0)")
     p.add_argument("--random-real", action=argparse.BooleanOptionalAction, default=True,
                    help="also score random real images of the same budget (default: on)")
     p.add_argument("--save", action="store_true", help="write the result into the memory folder's config and model card")
@@ -256,8 +275,6 @@ def main(argv: Sequence[str] | None = None) -> Any:
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["distill", *argv]  # the main job is the default command
     args = parser.parse_args(argv)
-    if args.command == "distill" and args.classes_per_step is not None and args.classes_per_step < 1:
-        parser.error("--classes-per-step must be >= 1")
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # the shard-writing bars say nothing about a few KB of memory

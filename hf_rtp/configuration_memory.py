@@ -23,18 +23,20 @@ def budget_floats(image_shape: Sequence[int], num_classes: int, ipc: float) -> f
 
 
 def images_per_query_for_budget(
-    image_shape: Sequence[int], num_classes: int, ipc: float, num_bases: int, downsample: int
+    image_shape: Sequence[int], num_classes: int, ipc: float, num_bases: int, downsample: int, query_dim: int | None = None
 ) -> int:
-    """r = floor((IPC*C*H*W*n - K*C*H*W/ds^2) / (n*K)): the most addressing matrices eqn 4 allows."""
+    """r = floor((IPC*C*H*W*n - K*C*H*W/ds^2) / (d_y*K)): the most addressing matrices eqn 4 allows (d_y = n for
+    one-hot labels)."""
     c, h, w = image_shape
+    query_dim = query_dim or num_classes
     allowed = budget_floats(image_shape, num_classes, ipc)
     bases_cost = num_bases * c * (h // downsample) * (w // downsample)
-    r = math.floor((allowed - bases_cost) / (num_classes * num_bases))
+    r = math.floor((allowed - bases_cost) / (query_dim * num_bases))
     if r < 1:
         raise BudgetError(
             f"a budget of ipc={ipc} ({allowed:g} floats for {num_classes} classes of {c}x{h}x{w}) cannot hold "
             f"{num_bases} bases of {c}x{h // downsample}x{w // downsample} ({bases_cost} floats) plus one "
-            f"addressing matrix per image ({num_classes * num_bases} floats each): use fewer bases, a larger "
+            f"addressing matrix per image ({query_dim * num_bases} floats each): use fewer bases, a larger "
             f"downsample factor or a larger ipc"
         )
     return r
@@ -183,7 +185,7 @@ class AddressableMemoryConfig(PretrainedConfig):
         elif addressing == "learned":
             if num_bases < 1:
                 raise ValueError(f"num_bases (K) must be >= 1, got {num_bases}")
-            r = images_per_query_for_budget((c, h, w), n, ipc, num_bases, downsample)
+            r = images_per_query_for_budget((c, h, w), n, ipc, num_bases, downsample, kwargs.get("query_dim"))
         else:
             raise ValueError(f"addressing must be one of {ADDRESSING_KINDS}, got {addressing!r}")
         kwargs.setdefault("mean", [0.0] * c)

@@ -287,7 +287,7 @@ def _labels(dataset, column: str) -> tuple[np.ndarray, list[str]]:
     from datasets import ClassLabel
 
     feature = dataset.features[column]
-    values = dataset.data.column(column).to_numpy()
+    values = np.asarray(dataset.select_columns([column]).with_format("numpy")[:][column])  # respects select()
     if isinstance(feature, ClassLabel):
         return values.astype(np.int64), list(feature.names)
     names, ids = np.unique(values, return_inverse=True)  # strings or ints: sorted order defines the ids

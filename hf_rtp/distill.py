@@ -3,7 +3,9 @@
 Every process runs its own unroll(s) from its own fresh learner init each outer step; meta-gradients are
 averaged with an explicit all-reduce (DDP cannot do double backward), so parameters stay identical on every
 rank. All randomness of an unroll comes from a generator seeded by (seed, step, unroll id): a run is
-reproducible, a resumed run continues exactly, and N processes x L unrolls equal 1 process x N*L unrolls.
+reproducible, a resumed run continues exactly, and N processes x L unrolls draw the same unrolls as 1 process x
+N*L (equal to float rounding; bit for bit with 2 ranks and the same thread count, where the sums are the same).
+Only the main process validates; the others wait at the next all-reduce.
 """
 
 from __future__ import annotations
@@ -60,14 +62,27 @@ class DistillConfig:
     keep_checkpoints: int = field(default=2, metadata={"help": 'Most recent checkpoints kept on disk.'})
     output_dir: str = field(default="outputs/distill", metadata={"help": 'Where checkpoints, metrics.jsonl and the best memory go.'})
     resume: bool = field(default=False, metadata={"help": 'Continue from the latest checkpoint in `output_dir`.'})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh even if `output_dir` holds an earlier run's checkpoints (they are deleted)."})
     seed: int = field(default=0, metadata={"help": 'Seed of everything random (learner inits, class and image sampling, validation split).'})
     progress: bool = field(default=True, metadata={"help": 'Show a tqdm progress bar.'})
 
     def __post_init__(self):
-        positive = ("steps", "unroll_steps", "real_per_class", "synthetic_per_class", "inner_loops", "learner_width", "eval_models")
+        positive = ("steps", "unroll_steps", "real_per_class", "synthetic_per_class", "inner_loops", "learner_width",
+                    "eval_models", "eval_epochs", "eval_width", "keep_checkpoints")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "checkpoint_every", "seed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.classes_per_step is not None and self.classes_per_step < 1:
+            raise ValueError(f"classes_per_step must be >= 1 (or None for all classes), got {self.classes_per_step}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.inner_lr <= 0 or self.lr <= 0:
+            raise ValueError(f"learning rates must be positive, got inner_lr={self.inner_lr}, lr={self.lr}")
+        if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
+            raise ValueError(f"clip_grad_norm must be positive (None: no clipping), got {self.clip_grad_norm}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.window is not None and not 1 <= self.window:
@@ -78,13 +93,33 @@ class DistillConfig:
 
 
 # Fields that may change between a run and its resumption without changing what is computed.
-_RESUMABLE_CHANGES = {"steps", "max_minutes", "resume", "output_dir", "progress", "checkpoint_every", "keep_checkpoints"}
+_RESUMABLE_CHANGES = {"steps", "max_minutes", "resume", "overwrite_output_dir", "output_dir", "progress", "checkpoint_every",
+                      "keep_checkpoints"}
 
 
 def unroll_generator(seed: int, step: int, unroll_id: int) -> torch.Generator:
     """A generator that depends only on (seed, step, unroll id), mixed so nearby ids are unrelated."""
     state = np.random.SeedSequence([seed, step, unroll_id]).generate_state(2, dtype=np.uint64)
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+def check_same_space(memory: AddressableMemory, data: ImageClassificationData) -> None:
+    """The memory's pixels must live where the data's do: same classes, normalisation and ZCA, else its recall,
+    pictures and evaluation would be silently wrong. `AddressableMemory.for_dataset` makes a matching memory."""
+    config, problems = memory.config, []
+    if config.class_names != data.class_names:
+        problems.append(f"classes {config.class_names[:4]}... vs the data's {data.class_names[:4]}...")
+    data_zca = data.zca.regularization if data.zca is not None else None
+    if config.zca_regularization != data_zca:
+        problems.append(f"ZCA regulariser {config.zca_regularization} vs the data's {data_zca}")
+    elif data.zca is not None and not torch.equal(memory.zca_scales.cpu(), data.zca.scales):
+        problems.append("a different ZCA whitening (fitted on other data)")
+    elif data.zca is None and (any(abs(a - b) > 1e-6 for a, b in zip(config.mean, data.mean)) or
+                               any(abs(a - b) > 1e-6 for a, b in zip(config.std, data.std))):
+        problems.append(f"normalisation mean {config.mean} std {config.std} vs the data's {data.mean} {data.std}")
+    if problems:
+        raise ValueError("the memory and the dataset disagree: " + "; ".join(problems) +
+                         ". Build the memory with AddressableMemory.for_dataset(data, ...)")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -113,6 +148,7 @@ class Distiller:
             raise ValueError(f"dataset has {train.num_classes} classes but the memory has {memory.config.num_classes}")
         if memory.config.query_dim != memory.config.num_classes:
             raise ValueError("the Distiller trains memories addressed by class labels (query_dim == classes)")
+        check_same_space(memory, train)
         self.config = config
         self.accelerator = accelerator or Accelerator()
         self.device = self.accelerator.device
@@ -141,6 +177,7 @@ class Distiller:
         self.elapsed = 0.0
         self.best: dict[str, Any] = {"accuracy": -1.0, "step": -1, "state": None}
         self.validated_step = -1
+        self._prepared = False
 
     # ---- one outer step ---------------------------------------------------------------------------------
 
@@ -200,7 +237,7 @@ class Distiller:
         count = world * cfg.inner_loops
         for p, g in zip(params, total):
             p.grad = g / count
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm if cfg.clip_grad_norm else math.inf)
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -223,6 +260,7 @@ class Distiller:
         return float(np.mean(scores))
 
     def _record_validation(self, metrics: dict[str, Any]) -> None:
+        """Validate now; keep the memory if it is the best so far (ties keep the earlier one)."""
         acc = self.validate()
         self.validated_step = self.step
         metrics["val_accuracy"] = acc
@@ -235,6 +273,16 @@ class Distiller:
     def _checkpoint_dir(self) -> Path:
         return self.output_dir / "checkpoints"
 
+    def _checkpoints(self) -> list[Path]:
+        """Finished checkpoint folders, oldest step first."""
+        root = self._checkpoint_dir()
+        found = [p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()] if root.exists() else []
+        return sorted(found, key=lambda p: int(p.name[5:]))
+
+    def _latest(self) -> Path | None:
+        latest = self._checkpoint_dir() / "latest"
+        return self._checkpoint_dir() / latest.read_text().strip() if latest.exists() else None
+
     def save_checkpoint(self) -> Path:
         """Write memory, optimizer, step, clock and best-so-far to a new folder, then point `latest` at it.
 
@@ -242,7 +290,7 @@ class Distiller:
         any moment resumes from the last finished checkpoint."""
         root = self._checkpoint_dir()
         final = root / f"step-{self.step:07d}"
-        if self.accelerator.is_main_process:
+        if self.accelerator.is_main_process and self._latest() != final:  # the same step twice holds the same state
             root.mkdir(parents=True, exist_ok=True)
             tmp = root / f".{final.name}.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -252,34 +300,37 @@ class Distiller:
                 save_file(self.best["state"], tmp / "best.safetensors")
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
             state = {"step": self.step, "elapsed": self.elapsed, "best_accuracy": self.best["accuracy"],
-                     "best_step": self.best["step"], "config": asdict(self.config), "memory_config": self.memory.config.to_dict()}
+                     "best_step": self.best["step"], "validated_step": self.validated_step,
+                     "config": asdict(self.config), "memory_config": self.memory.config.to_dict()}
             (tmp / "state.json").write_text(json.dumps(state, indent=1, default=str))
-            shutil.rmtree(final, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)  # a leftover of an overwritten run, never the latest
             os.replace(tmp, final)
             _atomic_write_text(root / "latest", final.name)
-            for old in sorted(p for p in root.glob("step-*") if p.is_dir())[: -self.config.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
+            for old in self._checkpoints()[: -self.config.keep_checkpoints]:
+                if old != final:
+                    shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         return final
 
     def load_checkpoint(self) -> bool:
         """Restore the latest checkpoint in output_dir; False when there is none."""
-        latest = self._checkpoint_dir() / "latest"
-        if not latest.exists():
+        folder = self._latest()
+        if folder is None:
             return False
-        folder = self._checkpoint_dir() / latest.read_text().strip()
         state = json.loads((folder / "state.json").read_text())
         if state["memory_config"]["image_shape"] != self.memory.config.image_shape or any(
             state["memory_config"][k] != getattr(self.memory.config, k) for k in ("num_bases", "images_per_query", "downsample", "addressing")
         ):
-            raise ValueError(f"checkpoint {folder} holds a different memory layout; use another output_dir")
+            raise ValueError(f"checkpoint {folder} holds a different memory layout; resume with the options of the run that "
+                             f"wrote it, or start afresh in another output_dir")
         changed = [f.name for f in fields(self.config)
                    if f.name not in _RESUMABLE_CHANGES and state["config"].get(f.name) != getattr(self.config, f.name)]
         if changed:
             raise ValueError(f"resuming {folder} with different settings would not continue the same run: {changed}")
         self.memory.load_state_dict({k: v.to(self.device) for k, v in load_file(folder / "memory.safetensors").items()})
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=self.device, weights_only=True))
+        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
         self.step, self.elapsed = state["step"], state["elapsed"]
+        self.validated_step = state.get("validated_step", -1)
         best_file = folder / "best.safetensors"
         self.best = {"accuracy": state["best_accuracy"], "step": state["best_step"],
                      "state": load_file(best_file, device=str(self.device)) if best_file.exists() else None}
@@ -291,11 +342,12 @@ class Distiller:
         return self.output_dir / "metrics.jsonl"
 
     def _trim_metrics(self) -> None:
-        """After a resume, drop log lines of steps that will be run again."""
+        """After a resume, drop log lines of steps that will be run again, and end-of-run validations."""
         path = self._metrics_path()
         if self.accelerator.is_main_process and path.exists():
-            lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= self.step]
-            _atomic_write_text(path, "".join(l + "\n" for l in lines))
+            lines = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+            kept = [l for l in lines if l["step"] <= self.step and not l.get("final")]
+            _atomic_write_text(path, "".join(json.dumps(l) + "\n" for l in kept))
 
     def _log(self, metrics: dict[str, Any]) -> None:
         if self.accelerator.is_main_process:
@@ -313,15 +365,23 @@ class Distiller:
             stop = bool(self.accelerator.reduce(flag, reduction="sum") > 0)
         return stop
 
-    def train(self) -> AddressableMemory:
-        cfg = self.config
+    def prepare(self) -> None:
+        """Resume from output_dir's latest checkpoint (with `resume`), or check it holds no earlier run. `train()`
+        calls it; call it first to act between that check and the training (the CLI saves its settings there)."""
+        if self._prepared:
+            return
         if self.accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         self.accelerator.wait_for_everyone()
-        if cfg.resume and self.load_checkpoint():
+        if self.config.resume and self.load_checkpoint():
             self._trim_metrics()
-        elif self.accelerator.is_main_process and self._metrics_path().exists():
-            self._metrics_path().unlink()
+        else:
+            self._start_afresh()
+        self._prepared = True
+
+    def train(self) -> AddressableMemory:
+        cfg = self.config
+        self.prepare()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="distill", disable=not (cfg.progress and self.accelerator.is_main_process))
         postfix: dict[str, str] = {}
         while not self._should_stop():
@@ -339,12 +399,28 @@ class Distiller:
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
         bar.close()
-        if self.accelerator.is_main_process and self.validated_step != self.step and self.best["step"] != self.step:
-            metrics = {"step": self.step}
+        # Checkpoint first: an end-of-run validation off the eval_every schedule must not enter the state a later
+        # --resume continues from, or the resumed run would differ from an uninterrupted one.
+        self.save_checkpoint()
+        if self.accelerator.is_main_process and self.validated_step != self.step:
+            metrics = {"step": self.step, "final": True}
             self._record_validation(metrics)
             self._log(metrics)
-        self.save_checkpoint()
         return self._finish()
+
+    def _start_afresh(self) -> None:
+        """A new run: refuse to mix with an earlier run's checkpoints unless told to overwrite them."""
+        if self.accelerator.is_main_process:
+            if self._checkpoints() or self._latest() is not None:
+                if not self.config.overwrite_output_dir:
+                    raise FileExistsError(
+                        f"{self._checkpoint_dir()} holds checkpoints of an earlier run: pass resume=True (--resume) to "
+                        f"continue it, overwrite_output_dir=True (--overwrite-output-dir) to delete them, or another output_dir"
+                    )
+                shutil.rmtree(self._checkpoint_dir())
+            if self._metrics_path().exists():
+                self._metrics_path().unlink()
+        self.accelerator.wait_for_everyone()
 
     def _finish(self) -> AddressableMemory:
         """Load the best-by-validation state, record how it was made, save it as <output_dir>/memory."""

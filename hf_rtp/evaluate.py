@@ -7,6 +7,7 @@ the same storage budget, the baseline every distilled set has to beat.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -46,6 +47,14 @@ class EvalConfig:
     test_batch_size: int = field(default=1024, metadata={"help": 'Batch size when testing.'})
     progress: bool = True
     """Show a tqdm bar over the models."""
+
+
+    def __post_init__(self):
+        for name in ("models", "epochs", "batch_size", "test_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise ValueError(f"micro_batch must be >= 1 (or None), got {self.micro_batch}")
 
 
 @dataclass
@@ -167,6 +176,21 @@ def random_real(train: ImageClassificationData, ipc: float, seed: int = 0) -> tu
     return train.sample(range(train.num_classes), per_class, torch.Generator().manual_seed(seed))
 
 
+def reproduce_command(record: dict[str, Any], memory: str) -> str:
+    """The `hf-rtp evaluate` command that repeats an evaluation record."""
+    p = record.get("protocol", {})
+    parts = [f"hf-rtp evaluate {memory}", f"--models {record['models']}", f"--epochs {record['epochs']}"]
+    for key, flag in (("learner", "--learner"), ("width", "--width"), ("seed", "--seed"), ("augment", "--augment"),
+                      ("lr", "--lr"), ("momentum", "--momentum"), ("batch_size", "--batch-size"), ("weight_decay", "--weight-decay")):
+        if key in p and p[key] != getattr(EvalConfig, key, None):
+            parts.append(f"{flag} {p[key]}")
+    if p.get("learner_kwargs"):
+        parts.append(f"--learner-kwargs '{json.dumps(p['learner_kwargs'])}'")
+    if "random_real" not in record:
+        parts.append("--no-random-real")
+    return " ".join(parts)
+
+
 def evaluate_memory(
     memory: "AddressableMemory",
     test: ImageClassificationData,
@@ -184,6 +208,8 @@ def evaluate_memory(
         "epochs": config.epochs,
         "learner": config.learner if not config.learner == "convnet" else f"ConvNet-{config.width}",
         "accuracy": distilled.summary(),
+        # everything that decides the numbers, so `hf-rtp evaluate` can repeat them (see reproduce_command)
+        "protocol": {k: v for k, v in asdict(config).items() if k not in ("progress", "compile", "micro_batch", "test_batch_size")},
     }
     if train is not None:
         ipc = memory.config.ipc if memory.config.ipc is not None else memory.config.budget_ipc()

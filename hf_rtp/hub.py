@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 
 from .configuration_memory import AddressableMemoryConfig
+from .data import ALIASES, DIGITS, KNOWN_DATASETS
+from .evaluate import reproduce_command
 
 if TYPE_CHECKING:
     from .modeling_memory import AddressableMemory
@@ -98,8 +100,15 @@ def card_template(name: str = CARD_TEMPLATE) -> str:
         return (Path(__file__).resolve().parent.parent / "model_cards" / name).read_text()
 
 
-def _is_hub_id(name: str | None) -> bool:
-    return bool(name) and not os.path.exists(name) and name.count("/") <= 1 and not name.startswith((".", "/", "~"))
+def _hub_dataset(name: str | None) -> str | None:
+    """The Hub id of a dataset name (a known benchmark, a legacy alias, or owner/name), None for local data."""
+    if not name or name == DIGITS or os.path.exists(name):
+        return None
+    if name in ALIASES:
+        return ALIASES[name]
+    if name in KNOWN_DATASETS or (name.count("/") == 1 and not name.startswith((".", "/", "~"))):
+        return name
+    return None
 
 
 def _percent(stats: dict[str, Any] | None) -> str | None:
@@ -112,7 +121,7 @@ def model_card(memory: "AddressableMemory", repo_id: str | None = None, dataset_
     """The model card: metadata (with model-index results when evaluated) plus the template in model_cards/."""
     config = memory.config
     dataset = config.dataset_name or "unknown dataset"
-    hub_dataset = config.dataset_name if _is_hub_id(config.dataset_name) else None
+    hub_dataset = _hub_dataset(config.dataset_name)
     repo_id = repo_id or "path/to/this/memory"
     model_name = repo_id.split("/")[-1]
     evaluation = dict(config.evaluation or {})
@@ -121,6 +130,7 @@ def model_card(memory: "AddressableMemory", repo_id: str | None = None, dataset_
         evaluation["accuracy_text"] = _percent(evaluation["accuracy"])
         evaluation["random_real_text"] = _percent(evaluation.get("random_real"))
         evaluation.setdefault("random_real_images", "")
+        evaluation["reproduce"] = reproduce_command(config.evaluation, repo_id)
         eval_results = [
             EvalResult(
                 task_type="image-classification",

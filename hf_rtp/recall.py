@@ -19,11 +19,11 @@ def class_ids(memory: "AddressableMemory", classes: Sequence[int | str] | None) 
         return list(range(len(names)))
     ids = []
     for c in classes:
-        if isinstance(c, str):
-            if c not in names:
-                raise ValueError(f"unknown class name {c!r}; this memory knows {names}")
+        if isinstance(c, str) and c in names:
             ids.append(names.index(c))
-        else:
+        elif isinstance(c, str) and not c.lstrip("-").isdigit():
+            raise ValueError(f"unknown class name {c!r}; this memory knows {names}")
+        else:  # an id, or a numeric string (from a command line) that names no class
             c = int(c)
             if not 0 <= c < len(names):
                 raise ValueError(f"class id {c} out of range [0, {len(names)})")

@@ -149,6 +149,8 @@ def unroll(
     unrolls; otherwise one is built (compiled when `compile`).
     """
     first = _window(steps, window)
+    if not memory_params or not all(p.requires_grad for p in memory_params):
+        raise ValueError("memory_params must be a non-empty list of tensors that require grad (the memory's parameters)")
     flat = _Flat(init_params)
     step = inner_step or InnerStep(learner, flat, compile=compile)
     w = flat.flatten([p.detach() for p in init_params]).clone()

@@ -78,3 +78,17 @@ def test_budget_too_small_is_a_clear_error(tmp_path):
 
     with pytest.raises(BudgetError, match="64 bases"):
         main(["distill", "--num-bases", "64", "--output-dir", str(tmp_path), *TINY])
+
+
+def test_explicit_none_is_not_ignored_and_resume_needs_only_the_output_dir(tmp_path, capsys):
+    from hf_rtp.cli import build_parser, run_settings
+
+    args = build_parser().parse_args(["distill", "--clip-grad-norm", "none", "--max-minutes", "none"])
+    settings = run_settings({k: v for k, v in vars(args).items() if k != "command"})
+    assert settings["clip_grad_norm"] is None and settings["max_minutes"] is None
+    assert run_settings({})["clip_grad_norm"] == 2.0
+    main(["distill", "--output-dir", str(tmp_path), *TINY, "--steps", "2", "--num-bases", "4"])
+    capsys.readouterr()
+    main(["distill", "--resume", "--output-dir", str(tmp_path), "--steps", "4"])  # dataset and layout come from the run
+    assert AddressableMemory.from_pretrained(tmp_path / "memory").config.distillation["outer_steps"] == 4
+    assert "random real images" in capsys.readouterr().out

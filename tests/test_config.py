@@ -70,3 +70,9 @@ def test_config_round_trip_and_auto_config(tmp_path):
     assert type(loaded) is AddressableMemoryConfig
     assert loaded.to_diff_dict() == cfg.to_diff_dict()
     assert loaded.id2label[3] == "3" and loaded.query_dim == 10
+
+
+def test_budget_with_continuous_queries_counts_their_length():
+    cfg = AddressableMemoryConfig.for_budget((1, 8, 8), ["a", "b"], ipc=2, num_bases=2, query_dim=5)
+    assert cfg.images_per_query == (2 * 64 * 2 - 2 * 16) // (5 * 2)
+    assert cfg.storage_floats() <= 2 * 64 * 2

@@ -137,3 +137,9 @@ def test_class_balanced_sampling():
 def test_channel_stats_of_uint8_pixels():
     pixels = np.stack([np.zeros((1, 2, 2), np.uint8), np.full((1, 2, 2), 255, np.uint8)])
     assert channel_stats(pixels) == ([0.5], [0.5])
+
+
+def test_max_samples_keeps_images_and_labels_together():
+    first = load_image_dataset(DIGITS, max_samples=30)
+    full = load_image_dataset(DIGITS)
+    assert len(first) == 30 and torch.equal(first.labels, full.labels[:30]) and torch.equal(first.images, full.images[:30])

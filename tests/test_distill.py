@@ -156,3 +156,55 @@ def test_dataset_and_memory_must_agree(digits, tmp_path):
     other = AddressableMemory(AddressableMemoryConfig(image_shape=[1, 8, 8], class_names=["a", "b"], mean=[0.0], std=[1.0]))
     with pytest.raises(ValueError, match="10 classes but the memory has 2"):
         Distiller(tiny(tmp_path), other, digits)
+
+
+def test_a_stop_off_the_validation_schedule_does_not_change_the_resumed_run(digits, tmp_path):
+    """Stopping at step 3 validates there (off the every-2 schedule); resuming to 6 must still equal a 6-step run."""
+    whole = Distiller(tiny(tmp_path / "whole", steps=6), fresh_memory(digits), digits).train()
+    stopped = Distiller(tiny(tmp_path / "part", steps=3), fresh_memory(digits), digits).train()
+    assert stopped.config.distillation["outer_steps"] == 3
+    resumed = Distiller(tiny(tmp_path / "part", steps=6, resume=True), fresh_memory(digits), digits).train()
+    assert_same(state(whole), state(resumed))
+    def log(folder):  # the metrics without the clock
+        return [{k: v for k, v in json.loads(l).items() if k != "seconds"} for l in (tmp_path / folder / "metrics.jsonl").read_text().splitlines()]
+
+    assert log("part") == log("whole")
+
+
+def test_an_earlier_run_in_the_output_dir_is_not_mixed_in(digits, tmp_path):
+    Distiller(tiny(tmp_path, steps=6, checkpoint_every=2), fresh_memory(digits), digits).train()
+    with pytest.raises(FileExistsError, match="--resume.*--overwrite-output-dir"):
+        Distiller(tiny(tmp_path, steps=2), fresh_memory(digits), digits).train()
+    Distiller(tiny(tmp_path, steps=2, overwrite_output_dir=True), fresh_memory(digits), digits).train()
+    root = tmp_path / "checkpoints"
+    assert (root / "latest").read_text() == "step-0000002"  # not pruned in favour of the old run's step 6
+    assert sorted(p.name for p in root.glob("step-*")) == ["step-0000002"]
+    resumed = Distiller(tiny(tmp_path, steps=2, resume=True), fresh_memory(digits, seed=5), digits)
+    assert resumed.load_checkpoint() and resumed.step == 2
+
+
+def test_saving_the_same_step_again_keeps_a_valid_latest(digits, tmp_path):
+    distiller = Distiller(tiny(tmp_path, steps=2, checkpoint_every=2), fresh_memory(digits), digits)
+    distiller.train()  # saves step 2 in the loop, then again at the end
+    latest = tmp_path / "checkpoints" / (tmp_path / "checkpoints" / "latest").read_text()
+    assert (latest / "state.json").exists()
+    distiller.save_checkpoint()
+    assert (latest / "state.json").exists()
+
+
+def test_memory_from_another_space_is_refused(digits, tmp_path):
+    cfg = AddressableMemoryConfig.for_budget(digits.image_shape, digits.class_names, ipc=1, num_bases=8)  # mean 0, std 1
+    with pytest.raises(ValueError, match="normalisation.*for_dataset"):
+        Distiller(tiny(tmp_path), AddressableMemory(cfg), digits)
+    cfg = AddressableMemoryConfig.for_budget(digits.image_shape, [f"c{i}" for i in range(10)], ipc=1, num_bases=8,
+                                             mean=digits.mean, std=digits.std)
+    with pytest.raises(ValueError, match="classes"):
+        Distiller(tiny(tmp_path), AddressableMemory(cfg), digits)
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(classes_per_step=0), "classes_per_step"), (dict(keep_checkpoints=0), "keep_checkpoints"),
+                                             (dict(eval_every=-1), "eval_every"), (dict(seed=-1), "seed"),
+                                             (dict(clip_grad_norm=0.0), "clip_grad_norm"), (dict(validation_fraction=1.0), "validation_fraction")])
+def test_more_bad_distill_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DistillConfig(**kwargs)

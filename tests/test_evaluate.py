@@ -72,8 +72,30 @@ def test_recalled_dataset_without_labels_is_refused(digits):
 
 
 def test_micro_batches_give_the_same_training(digits):
-    train, test = digits
+    from hf_rtp.evaluate import train_from_scratch
+
+    train, _ = digits
     images, labels = random_real(train, ipc=10, seed=0)
-    whole = evaluate_images(images, labels, test, EvalConfig(models=1, epochs=5, width=16, batch_size=64, progress=False))
-    parts = evaluate_images(images, labels, test, EvalConfig(models=1, epochs=5, width=16, batch_size=64, micro_batch=16, progress=False))
-    assert parts.runs[0] == pytest.approx(whole.runs[0], abs=0.01)  # float rounding may flip a test image or two
+    config = dict(epochs=3, width=16, batch_size=64, progress=False)
+    whole = train_from_scratch(images, labels, 10, EvalConfig(**config), seed=0)
+    parts = train_from_scratch(images, labels, 10, EvalConfig(micro_batch=16, **config), seed=0)
+    for a, b in zip(whole.parameters(), parts.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # the same updates, summed in another order
+
+
+def test_bad_evaluation_settings():
+    with pytest.raises(ValueError, match="models"):
+        EvalConfig(models=0)
+    with pytest.raises(ValueError, match="micro_batch"):
+        EvalConfig(micro_batch=0)
+
+
+def test_record_carries_the_protocol_and_the_command_that_repeats_it(digits):
+    from hf_rtp.evaluate import reproduce_command
+
+    train, test = digits
+    memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=8)
+    record = evaluate_memory(memory, test, EvalConfig(models=1, epochs=2, width=16, seed=3, augment="digits", progress=False))
+    assert record["protocol"]["augment"] == "digits" and record["protocol"]["seed"] == 3
+    command = reproduce_command(record, "user/x")
+    assert command == "hf-rtp evaluate user/x --models 1 --epochs 2 --width 16 --seed 3 --augment digits --no-random-real"

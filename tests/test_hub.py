@@ -105,3 +105,11 @@ def test_dataset_adapter_loads_a_hub_id_with_the_repos_columns_and_splits(fake_h
     # by default CIFAR-10 is ZCA-whitened as in the paper (regulariser 0.1), test with the training split's W
     white_train, white_test = load_train_test("uoft-cs/cifar10")
     assert white_train.zca is not None and white_train.zca.regularization == 0.1 and white_test.zca is white_train.zca
+
+
+def test_card_of_a_local_or_embedded_dataset_links_no_hub_dataset(fake_hub):
+    memory = small_memory()
+    memory.config.dataset_name = "digits"
+    memory.push_to_hub("user/digits")
+    readme = fake_hub.files("user/digits")["README.md"].decode()
+    assert "huggingface.co/datasets" not in readme and "datasets:" not in readme.split("---")[1]

@@ -47,3 +47,15 @@ def test_memory_stores_zca_round_trips_and_views_pictures(tmp_path):
     torch.testing.assert_close(view.flatten(1), expected, atol=1e-3, rtol=0)
     preview = loaded.recall(preview=True)
     assert preview[0]["image"].size == (4, 4)
+
+
+def test_tiny_regulariser_whitens_to_the_identity():
+    """An independent property: with almost no regularisation the whitened training set has identity covariance
+    (on the subspace the per-image normalisation leaves: the data span minus the all-ones direction)."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(4000, 1, 3, 3, generator=g) @ torch.rand(3, 3, generator=g)  # correlated pixels
+    white = ZCA.fit(images, regularization=1e-9).whiten(images).double().flatten(1)
+    covariance = white.T @ white / len(white)
+    eigenvalues = torch.linalg.eigvalsh(covariance)
+    assert torch.allclose(eigenvalues[1:], torch.ones(8, dtype=torch.float64), atol=1e-3)  # 9 pixels, one lost to centring
+    assert eigenvalues[0].abs() < 1e-3
