@@ -98,7 +98,8 @@ def create_learner(
     **timm_kwargs,
 ) -> nn.Module:
     """`convnet` (the paper's ConvNet; `convnet-64` sets the width) or any timm model name (evaluation only);
-    `timm_kwargs` go to timm.create_model (e.g. patch_size=4 for a ViT on 28x28 images)."""
+    `depth` is the ConvNet's number of conv blocks or the timm model's own `depth` (a ViT's blocks); `timm_kwargs`
+    go to timm.create_model (e.g. patch_size=4 for a ViT on 28x28 images)."""
     if name == "convnet" or name.startswith("convnet-"):
         if "-" in name:
             width = int(name.split("-", 1)[1])
@@ -107,6 +108,8 @@ def create_learner(
 
     size = image_size if isinstance(image_size, int) else image_size[0]
     kwargs = {"in_chans": in_channels, "num_classes": num_classes, "pretrained": False, **timm_kwargs}
+    if depth is not None:  # e.g. the number of blocks of a ViT; left to timm's default otherwise
+        kwargs["depth"] = depth
     try:
         return timm.create_model(name, img_size=size, **kwargs)
     except TypeError:  # convolutional timm models take any input size and have no img_size argument

@@ -99,3 +99,11 @@ def test_record_carries_the_protocol_and_the_command_that_repeats_it(digits):
     assert record["protocol"]["augment"] == "digits" and record["protocol"]["seed"] == 3
     command = reproduce_command(record, "user/x")
     assert command == "hf-rtp evaluate user/x --models 1 --epochs 2 --width 16 --seed 3 --augment digits --no-random-real"
+
+
+def test_timm_students_take_their_own_depth_and_patch_size():
+    from hf_rtp.learners import create_learner
+
+    vit = create_learner("vit_tiny_patch16_224", 1, 10, (8, 8), patch_size=4, depth=2)
+    assert len(vit.blocks) == 2 and vit.patch_embed.proj.kernel_size == (4, 4)
+    assert vit(torch.randn(3, 1, 8, 8)).shape == (3, 10)
