@@ -18,5 +18,5 @@ python bench/mnist.py --ipc 10 --method random_real --no-progress
 python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 20 --no-progress
 python bench/mnist.py --ipc 10 --method per_class --minutes 20 --no-progress
 python bench/report.py
-python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory
+python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory --models 2 --epochs 150
 python bench/report.py
