@@ -102,7 +102,7 @@ def cross_arch(lines):
     if not r:
         return
     lines += ["### Cross-architecture (`bench/cross_arch.py`)", "",
-              f"Memory `{r['memory']}` ({r['dataset']}, {r['ipc']:g} image/class budget), {r['models']} students x {r['epochs']} epochs.", "",
+              f"Memory `{r['memory']}` ({r['dataset']}, {r['ipc']:g} image/class budget), {r['models']} models per student x {r['epochs']} epochs (SGD lr 0.01 momentum 0.9, the ConvNet recipe).", "",
               "| student | distilled | random real, same budget |", "|---|---|---|"]
     for row in r["rows"]:
         lines.append(f"| {row['student']} | {pct(row['distilled'])} | {pct(row['random_real'])} |")
