@@ -59,8 +59,7 @@ def run(args) -> dict:
     from hf_rtp import AddressableMemory, DistillConfig, Distiller
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import EvalConfig, evaluate_images, evaluate_memory, random_real
-    from hf_rtp.hub import write_model_card
-    from hf_rtp.viz import save_bases, save_class_similarity
+    from hf_rtp.hub import save_with_card
 
     torch.set_num_threads(args.threads)
     name = dataset_name(args.dataset)
@@ -95,11 +94,7 @@ def run(args) -> dict:
         return row
     evaluate_memory(memory, test, eval_config)
     folder = RESULTS / "memories" / f"mnist-ipc{args.ipc:g}-{args.method}{'-' + args.tag if args.tag else ''}"
-    memory.save_pretrained(folder)
-    write_model_card(memory, folder)
-    save_bases(memory, folder / "bases.png")
-    if memory.addressing is not None:  # a per-class set has no addressing to compare classes by
-        save_class_similarity(memory, folder / "class_similarity.png")
+    save_with_card(memory, folder)
     row.update(
         accuracy=memory.config.evaluation["accuracy"],
         images=memory.config.images_per_query * memory.config.num_classes,

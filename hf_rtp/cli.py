@@ -102,6 +102,7 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
     from .data import load_train_test
     from .distill import Distiller
     from .evaluate import EvalConfig, evaluate_memory
+    from .hub import save_with_card
 
     s = run_settings({k: v for k, v in vars(args).items() if k != "command"})
     accelerator = Accelerator()
@@ -129,23 +130,12 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
                              augment=config.augment)
     record = evaluate_memory(memory, test, eval_config, train=train, device=accelerator.device)
     folder = Path(config.output_dir) / "memory"
-    _save_with_card(memory, folder)
+    save_with_card(memory, folder)
     _print_result(s["dataset"], memory, record, folder)
     if s["push_to_hub"]:
         url = memory.push_to_hub(s["push_to_hub"], push_dataset=s["push_dataset"])
         print(f"pushed to {url}")
     return record
-
-
-def _save_with_card(memory, folder: Path) -> None:
-    from .hub import write_model_card
-    from .viz import save_bases, save_class_similarity
-
-    memory.save_pretrained(folder)
-    write_model_card(memory, folder)
-    save_bases(memory, folder / "bases.png")
-    if memory.addressing is not None:
-        save_class_similarity(memory, folder / "class_similarity.png")
 
 
 def _print_result(dataset: str, memory, record: dict[str, Any], folder: Path | None) -> None:
@@ -171,6 +161,7 @@ def _load_memory(path: str):
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from .data import load_train_test
     from .evaluate import EvalConfig, evaluate_memory
+    from .hub import save_with_card
 
     memory = _load_memory(args.memory)
     dataset = args.dataset or memory.config.dataset_name
@@ -187,7 +178,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     record = evaluate_memory(memory, test, config, train=train if args.random_real else None)
     folder = Path(args.memory) if Path(args.memory).is_dir() else None
     if args.save and folder is not None:
-        _save_with_card(memory, folder)
+        save_with_card(memory, folder)
     _print_result(dataset, memory, record, folder if args.save else None)
     if args.json:
         print(json.dumps(record))

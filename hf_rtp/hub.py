@@ -205,6 +205,20 @@ def write_model_card(
     return path
 
 
+def save_with_card(memory: "AddressableMemory", folder: str | Path) -> Path:
+    """save_pretrained plus the model card, recalled images, bases and (with learned addressing) the class-similarity
+    heatmap: what the CLI and the benchmarks leave next to every memory they distil."""
+    from .viz import save_bases, save_class_similarity
+
+    folder = Path(folder)
+    memory.save_pretrained(folder)
+    write_model_card(memory, folder)
+    save_bases(memory, folder / "bases.png")
+    if memory.addressing is not None:  # a per-class set has no addressing to compare classes by
+        save_class_similarity(memory, folder / "class_similarity.png")
+    return folder
+
+
 def push_memory(
     memory: "AddressableMemory",
     repo_id: str,
