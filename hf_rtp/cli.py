@@ -159,6 +159,8 @@ def _load_memory(path: str):
 
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
     from .data import load_train_test
     from .evaluate import EvalConfig, evaluate_memory
     from .hub import save_with_card
@@ -173,9 +175,11 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if train.class_names != memory.config.class_names:
         raise SystemExit(f"{dataset} has classes {train.class_names[:5]}... but the memory has {memory.config.class_names[:5]}...")
     config = EvalConfig(models=args.models, epochs=args.epochs, learner=args.learner, width=args.width, seed=args.seed,
-                        augment=args.augment, learner_kwargs=args.learner_kwargs, lr=args.lr, momentum=args.momentum,
-                        batch_size=args.batch_size, weight_decay=args.weight_decay)
-    record = evaluate_memory(memory, test, config, train=train if args.random_real else None)
+                        augment=args.augment, learner_kwargs=args.learner_kwargs, optimizer=args.optimizer, lr=args.lr,
+                        momentum=args.momentum, batch_size=args.batch_size, weight_decay=args.weight_decay,
+                        schedule=args.schedule, warmup_epochs=args.warmup_epochs, input_size=args.input_size)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    record = evaluate_memory(memory, test, config, train=train if args.random_real else None, device=device)
     folder = Path(args.memory) if Path(args.memory).is_dir() else None
     if args.save and folder is not None:
         save_with_card(memory, folder)
@@ -233,10 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learner-kwargs", type=json.loads, default={}, help='JSON timm.create_model arguments, e.g. \'{"patch_size": 4}\'')
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--augment", default=None, help="DSA augmentation while training (e.g. flip_rotate, dsa)")
-    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default: 0.01)")
+    p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd", help="default: sgd (the RTP protocol)")
+    p.add_argument("--lr", type=float, default=0.01, help="peak learning rate (default: 0.01)")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
     p.add_argument("--batch-size", type=int, default=640, help="training batch size (default: 640)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="SGD weight decay (default: 0)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (default: 0)")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant", help="lr schedule (default: constant)")
+    p.add_argument("--warmup-epochs", type=int, default=0, help="linear lr warm-up epochs (default: 0)")
+    p.add_argument("--input-size", type=int, default=None,
+                   help="resize images to this size for the student, e.g. 128 for resnet10t on 28 px (default: as stored)")
+    p.add_argument("--device", default=None, help="where to train the students (default: cuda if available, else cpu)")
     p.add_argument("--random-real", action=argparse.BooleanOptionalAction, default=True,
                    help="also score random real images of the same budget (default: on)")
     p.add_argument("--save", action="store_true", help="write the result into the memory folder's config and model card")

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .augment import batch_augmenter
 from .data import ImageClassificationData
-from .learners import ConvNet, create_learner
+from .learners import ConvNet, Resized, create_learner
 
 if TYPE_CHECKING:
     import datasets
@@ -33,9 +33,13 @@ if TYPE_CHECKING:
 class EvalConfig:
     models: int = field(default=10, metadata={"help": "Fresh networks trained per evaluation (the paper uses 20, the authors' code 10)."})
     epochs: int = field(default=300, metadata={"help": 'Training epochs over the evaluated set.'})
-    lr: float = field(default=0.01, metadata={"help": 'SGD learning rate (no schedule).'})
-    momentum: float = field(default=0.9, metadata={"help": 'SGD momentum.'})
-    weight_decay: float = field(default=0.0, metadata={"help": 'SGD weight decay (0 in the RTP protocol; DC/DSA use 5e-4).'})
+    optimizer: str = field(default="sgd", metadata={"help": "`sgd` (the RTP protocol) or `adamw` (what from-scratch ViTs need)."})
+    lr: float = field(default=0.01, metadata={"help": 'Peak learning rate.'})
+    momentum: float = field(default=0.9, metadata={"help": 'SGD momentum (ignored by AdamW).'})
+    weight_decay: float = field(default=0.0, metadata={"help": 'Weight decay (0 in the RTP protocol; DC/DSA use 5e-4 with SGD).'})
+    schedule: str = field(default="constant", metadata={"help": "Learning-rate schedule after warm-up: `constant` (the RTP protocol) or `cosine` (to 0)."})
+    warmup_epochs: int = field(default=0, metadata={"help": 'Linear learning-rate warm-up over this many epochs.'})
+    input_size: int | None = field(default=None, metadata={"help": "Bilinearly resize images to this many pixels a side before the network, in training and testing (e.g. 128 for a stride-32 ResNet on 28 px images); None keeps them."})
     batch_size: int = field(default=640, metadata={"help": 'Training minibatch size (the whole set when smaller).'})
     learner: str = field(default="convnet", metadata={"help": '`convnet`, `convnet-<width>`, or a timm model name for cross-architecture evaluation.'})
     learner_kwargs: dict = field(default_factory=dict, metadata={"help": "Extra timm.create_model arguments for a timm learner, e.g. {\"patch_size\": 4} for a ViT on 28x28 images."})
@@ -55,6 +59,14 @@ class EvalConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise ValueError(f"micro_batch must be >= 1 (or None), got {self.micro_batch}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+        if self.input_size is not None and self.input_size < 4:
+            raise ValueError(f"input_size must be >= 4 pixels (or None), got {self.input_size}")
 
 
 @dataclass
@@ -74,28 +86,47 @@ class EvalResult:
 
 
 def _seeded_learner(config: EvalConfig, shape: Sequence[int], num_classes: int, seed: int, device) -> nn.Module:
+    size = (config.input_size, config.input_size) if config.input_size else tuple(shape[1:])
     if config.learner.startswith("convnet"):
-        net = create_learner(config.learner, shape[0], num_classes, shape[1:], width=config.width)
+        net = create_learner(config.learner, shape[0], num_classes, size, width=config.width)
         net.reset_parameters(torch.Generator().manual_seed(seed))
-        return net.to(device)
-    with torch.random.fork_rng(devices=[]):  # timm initialises from the global generator
-        torch.manual_seed(seed)
-        return create_learner(config.learner, shape[0], num_classes, shape[1:], **config.learner_kwargs).to(device)
+    else:
+        with torch.random.fork_rng(devices=[]):  # timm initialises from the global generator
+            torch.manual_seed(seed)
+            net = create_learner(config.learner, shape[0], num_classes, size, **config.learner_kwargs)
+    return (Resized(net, size) if config.input_size else net).to(device)
+
+
+def _optimizer_and_schedule(net: nn.Module, config: EvalConfig, steps_per_epoch: int):
+    if config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    warmup, total = config.warmup_epochs * steps_per_epoch, config.epochs * steps_per_epoch
+
+    def factor(step: int) -> float:  # multiplies the peak lr at optimizer step `step` (0-based)
+        if step < warmup:
+            return (step + 1) / warmup
+        if config.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+        return 1.0
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def train_from_scratch(
     images: torch.Tensor, labels: torch.Tensor, num_classes: int, config: EvalConfig, seed: int, device=None
 ) -> nn.Module:
-    """Train one fresh network on (images, labels) with the protocol's SGD settings."""
+    """Train one fresh network on (images, labels) with the protocol's settings (SGD, constant lr by default)."""
     device = device or images.device
     images, labels = images.to(device), labels.to(device)
     net = _seeded_learner(config, images.shape[1:], num_classes, seed, device)
     net.train()
     model = torch.compile(net) if config.compile else net
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    n = len(labels)
+    optimizer, schedule = _optimizer_and_schedule(net, config, math.ceil(n / config.batch_size))
     generator = torch.Generator().manual_seed(seed)
     augment = batch_augmenter(config.augment, generator)
-    n = len(labels)
     for _ in range(config.epochs):
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, config.batch_size):
@@ -108,6 +139,7 @@ def train_from_scratch(
                 loss = F.cross_entropy(model(xs), ys, reduction="sum") / len(rows)  # the mean over the minibatch
                 loss.backward()
             optimizer.step()
+            schedule.step()
     return net.eval()
 
 
@@ -181,7 +213,9 @@ def reproduce_command(record: dict[str, Any], memory: str) -> str:
     p = record.get("protocol", {})
     parts = [f"hf-rtp evaluate {memory}", f"--models {record['models']}", f"--epochs {record['epochs']}"]
     for key, flag in (("learner", "--learner"), ("width", "--width"), ("seed", "--seed"), ("augment", "--augment"),
-                      ("lr", "--lr"), ("momentum", "--momentum"), ("batch_size", "--batch-size"), ("weight_decay", "--weight-decay")):
+                      ("optimizer", "--optimizer"), ("lr", "--lr"), ("momentum", "--momentum"), ("batch_size", "--batch-size"),
+                      ("weight_decay", "--weight-decay"), ("schedule", "--schedule"), ("warmup_epochs", "--warmup-epochs"),
+                      ("input_size", "--input-size")):
         if key in p and p[key] != getattr(EvalConfig, key, None):
             parts.append(f"{flag} {p[key]}")
     if p.get("learner_kwargs"):

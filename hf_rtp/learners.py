@@ -116,6 +116,20 @@ def create_learner(
         return timm.create_model(name, **kwargs)
 
 
+class Resized(nn.Module):
+    """`net` on images bilinearly resized to `size`: lets students built for larger inputs (a stride-32 ResNet, a
+    ViT with its patch grid) train on 28/32 px recalled images without changing the memory."""
+
+    def __init__(self, net: nn.Module, size: Sequence[int]):
+        super().__init__()
+        self.net, self.size = net, tuple(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        return self.net(x)
+
+
 def functional_learner(module: nn.Module) -> FunctionalLearner:
     """f(params, x) for the unroll: the ConvNet's own, or torch.func.functional_call for any other module."""
     if isinstance(module, ConvNet):

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -107,3 +109,54 @@ def test_timm_students_take_their_own_depth_and_patch_size():
     vit = create_learner("vit_tiny_patch16_224", 1, 10, (8, 8), patch_size=4, depth=2)
     assert len(vit.blocks) == 2 and vit.patch_embed.proj.kernel_size == (4, 4)
     assert vit(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_training_recipe_schedule_reaches_the_peak_and_decays():
+    from hf_rtp.evaluate import _optimizer_and_schedule
+
+    net = torch.nn.Linear(2, 2)
+    config = EvalConfig(epochs=10, lr=0.1, optimizer="adamw", schedule="cosine", warmup_epochs=2, weight_decay=0.05, progress=False)
+    optimizer, schedule = _optimizer_and_schedule(net, config, steps_per_epoch=3)
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["weight_decay"] == 0.05
+    lrs = []
+    for _ in range(30):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(0.1 / 6) and lrs[5] == pytest.approx(0.1)  # linear warm-up over 2 epochs x 3 steps
+    assert all(a >= b for a, b in zip(lrs[5:], lrs[6:])) and lrs[-1] < 0.002  # cosine down towards 0
+    constant, _ = _optimizer_and_schedule(net, EvalConfig(progress=False), steps_per_epoch=3)
+    assert isinstance(constant, torch.optim.SGD) and constant.param_groups[0]["lr"] == 0.01  # the protocol's default
+
+
+def test_input_size_resizes_for_the_student_in_training_and_testing(digits):
+    from hf_rtp.evaluate import train_from_scratch
+    from hf_rtp.learners import ConvNet, Resized
+
+    train, test = digits
+    images, labels = random_real(train, ipc=2, seed=0)
+    config = EvalConfig(models=1, epochs=2, width=16, input_size=16, progress=False)
+    net = train_from_scratch(images, labels, 10, config, seed=0)
+    assert isinstance(net, Resized) and net.size == (16, 16)
+    assert net.net.classifier.in_features == ConvNet(1, 10, 16, width=16).classifier.in_features  # built for 16 px
+    assert net(test.images[:3]).shape == (3, 10)  # 8x8 test images go through the same resize
+    result = evaluate_images(images, labels, test, config)
+    assert 0 <= result.mean <= 1 and result.config["input_size"] == 16
+
+
+@pytest.mark.parametrize("bad, message", [({"optimizer": "lion"}, "optimizer must be"), ({"schedule": "step"}, "schedule must be"),
+                                          ({"warmup_epochs": 5, "epochs": 5}, "warmup_epochs must be"),
+                                          ({"input_size": 2}, "input_size must be")])
+def test_bad_recipes_are_refused(bad, message):
+    with pytest.raises(ValueError, match=message):
+        EvalConfig(**bad)
+
+
+def test_reproduce_command_carries_the_recipe():
+    from hf_rtp.evaluate import reproduce_command
+
+    config = EvalConfig(learner="resnet10t", optimizer="adamw", lr=0.001, schedule="cosine", warmup_epochs=5, input_size=112)
+    record = {"models": 3, "epochs": 300, "protocol": dataclasses.asdict(config)}
+    command = reproduce_command(record, "user/mnist-ipc1")
+    for part in ("--optimizer adamw", "--lr 0.001", "--schedule cosine", "--warmup-epochs 5", "--input-size 112", "--learner resnet10t"):
+        assert part in command
