@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -37,7 +36,7 @@ ABLATIONS = [
 ]
 
 
-def one_run(dataset, ipc, settings, memory_kwargs, minutes, seed, eval_config, out):
+def one_run(dataset, ipc, settings, memory_kwargs, minutes, seed, eval_config, out, device="cpu"):
     import torch
 
     from hf_rtp import AddressableMemory, DistillConfig, Distiller
@@ -49,9 +48,19 @@ def one_run(dataset, ipc, settings, memory_kwargs, minutes, seed, eval_config, o
     config = DistillConfig(steps=100_000, max_minutes=minutes, seed=seed, output_dir=str(out), progress=False,
                            overwrite_output_dir=True, **settings)
     memory = Distiller(config, memory, train).train()
-    result = evaluate_recalled(memory, test, eval_config)
+    result = evaluate_recalled(memory, test, eval_config, device)
     return {"accuracy": result.mean, "runs": result.runs, "outer_steps": memory.config.distillation["outer_steps"],
             "storage_floats": memory.config.storage_floats(), "images": result.images}
+
+
+def _run_in_process(job: dict) -> dict:
+    """One (setting, seed) run in a process of its own (--parallel): loads the data itself, few threads each."""
+    import torch
+
+    from hf_rtp.data import load_train_test
+
+    torch.set_num_threads(job.pop("threads"))
+    return one_run(load_train_test(job.pop("dataset_name")), **job)
 
 
 def main() -> None:
@@ -63,34 +72,55 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=3, help="ConvNet-128s per evaluation")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--only", nargs="*", default=None, help="run only ablations whose name starts with these words")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="runs at a time, each in its own process (on a GPU all runs can share it at once: equal time, "
+                             "equal contention); 1 runs them one after another in this process")
+    parser.add_argument("--device", default=None, help="where the evaluation networks train (default: cuda if available)")
     parser.add_argument("--output", default=str(RESULTS / "ablations.json"))
     args = parser.parse_args()
 
-    import torch
+    from machine import default_device, describe
 
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import EvalConfig
 
-    dataset = load_train_test(args.dataset)
+    device = args.device or default_device()
     eval_config = EvalConfig(models=args.models, epochs=args.epochs, compile=False, progress=False)
-    cache: dict[str, dict] = {}
+    chosen = [(name, a, b) for name, a, b in ABLATIONS if not args.only or any(name.startswith(w) for w in args.only)]
+    settings_of: dict[str, tuple[dict, dict]] = {}  # setting A is the same run for every finding
+    for _, a, b in chosen:
+        for override in (a, b):
+            settings = {**BASE, **{k: v for k, v in override.items() if k != "memory"}}
+            memory_kwargs = {**MEMORY, **override.get("memory", {})}
+            settings_of.setdefault(json.dumps([settings, memory_kwargs], sort_keys=True), (settings, memory_kwargs))
+    jobs = [dict(ipc=args.ipc, settings=settings, memory_kwargs=memory_kwargs, minutes=args.minutes, seed=seed,
+                 eval_config=eval_config, out=RESULTS / "runs" / f"ablation-{i}-{seed}", device=device)
+            for i, (settings, memory_kwargs) in enumerate(settings_of.values()) for seed in args.seeds]
+    if args.parallel > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, (os.cpu_count() or 1) // args.parallel)
+        with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(_run_in_process, [{**job, "dataset_name": args.dataset, "threads": threads} for job in jobs]))
+    else:
+        dataset = load_train_test(args.dataset)
+        results = [one_run(dataset, **job) for job in jobs]
+    by_key: dict[str, list[dict]] = {}
+    for job, result in zip(jobs, results):
+        by_key.setdefault(json.dumps([job["settings"], job["memory_kwargs"]], sort_keys=True), []).append(result)
+
     rows = []
-    for name, a, b in ABLATIONS:
-        if args.only and not any(name.startswith(w) for w in args.only):
-            continue
+    for name, a, b in chosen:
         summary = {"finding": name}
         for label, override in (("A", a), ("B", b)):
             settings = {**BASE, **{k: v for k, v in override.items() if k != "memory"}}
             memory_kwargs = {**MEMORY, **override.get("memory", {})}
-            key = json.dumps([settings, memory_kwargs], sort_keys=True)
-            if key not in cache:  # setting A is the same run for every finding
-                runs = [one_run(dataset, args.ipc, settings, memory_kwargs, args.minutes, seed, eval_config,
-                                RESULTS / "runs" / f"ablation-{len(cache)}-{seed}") for seed in args.seeds]
-                accs = [r["accuracy"] for r in runs]
-                cache[key] = {"settings": settings, "memory": memory_kwargs, "mean": float(np.mean(accs)),
+            runs = by_key[json.dumps([settings, memory_kwargs], sort_keys=True)]
+            accs = [r["accuracy"] for r in runs]
+            summary[label] = {"settings": settings, "memory": memory_kwargs, "mean": float(np.mean(accs)),
                               "std": float(np.std(accs)), "seeds": runs}
-            summary[label] = cache[key]
-            print(f"{name:36s} {label}: {100 * cache[key]['mean']:.2f} +- {100 * cache[key]['std']:.2f}%", flush=True)
+            print(f"{name:36s} {label}: {100 * summary[label]['mean']:.2f} +- {100 * summary[label]['std']:.2f}%", flush=True)
         gap = summary["A"]["mean"] - summary["B"]["mean"]
         pooled = float(np.sqrt((summary["A"]["std"] ** 2 + summary["B"]["std"] ** 2) / 2))
         summary["holds"] = bool(gap > pooled)
@@ -101,10 +131,10 @@ def main() -> None:
     for r in rows:
         print(f"{r['finding']:36s} {100 * r['A']['mean']:7.2f} +- {100 * r['A']['std']:4.2f} {100 * r['B']['mean']:7.2f} +- "
               f"{100 * r['B']['std']:4.2f}  {'yes' if r['holds'] else 'no'}")
-    record = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU",
+    record = {"machine": describe(device),
               "command": "python bench/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
               "dataset": args.dataset, "ipc": args.ipc, "minutes_per_run": args.minutes, "seeds": args.seeds,
-              "evaluation": f"{args.models} ConvNet-128 x {args.epochs} epochs, test split", "rows": rows}
+              "parallel": args.parallel, "evaluation": f"{args.models} ConvNet-128 x {args.epochs} epochs, test split", "rows": rows}
     Path(args.output).write_text(json.dumps(record, indent=1))
     print(f"wrote {args.output}")
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -56,11 +54,12 @@ def main() -> None:
 
     import torch
     from accelerate import Accelerator
+    from machine import describe
 
     from hf_rtp import AddressableMemory, DistillConfig, Distiller
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import EvalConfig, evaluate_memory
-    from hf_rtp.hub import write_model_card
+    from hf_rtp.hub import save_with_card
 
     accelerator = Accelerator()
     name = args.config or ("paper" if torch.cuda.is_available() else "cpu")
@@ -85,11 +84,9 @@ def main() -> None:
         return
     record = evaluate_memory(memory, test, EvalConfig(seed=args.seed, **evaluation), train=train, device=accelerator.device)
     folder = results / "memories" / f"cifar10-ipc1-{name}"
-    memory.save_pretrained(folder)
-    write_model_card(memory, folder)
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
+    save_with_card(memory, folder)
     row = {"config": name, "command": "python bench/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-           "machine": f"{platform.machine()}, {device}, torch {torch.__version__}", "distill_minutes": round(seconds / 60, 2),
+           "machine": describe(str(accelerator.device)), "distill_minutes": round(seconds / 60, 2),
            "settings": distill, "evaluation": evaluation, "result": record, "paper": {"accuracy": 0.664, "std": 0.004},
            "memory_folder": str(folder)}
     results.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,9 +33,9 @@ BUDGET = {"memory": dict(num_bases=16, downsample=2, addressing="learned"),
 
 
 def machine() -> str:
-    import torch
+    from machine import default_device, describe
 
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU"
+    return describe(default_device())
 
 
 def dataset_name(requested: str | None) -> str:
@@ -65,14 +64,18 @@ def run(args) -> dict:
     name = dataset_name(args.dataset)
     train, test = load_train_test(name)
     train.name = "ylecun/mnist"  # the local copy has the Hub repo's layout: record the Hub id on the card
-    eval_config = EvalConfig(models=args.models, epochs=args.epochs, seed=args.seed, micro_batch=64, compile=True)
+    from machine import default_device
+
+    device = default_device()  # the Distiller's Accelerator picks the same
+    on_cpu = device == "cpu"  # micro-batches and compile pay off on a CPU only
+    eval_config = EvalConfig(models=args.models, epochs=args.epochs, seed=args.seed, micro_batch=64 if on_cpu else None, compile=on_cpu)
     command = "python bench/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
     row = {"ipc": args.ipc, "method": args.method, "command": command, "machine": machine(), "dataset": "ylecun/mnist"}
     if args.tag:
         row["tag"] = args.tag
     if args.method == "random_real":
         images, labels = random_real(train, args.ipc, args.seed)
-        result = evaluate_images(images, labels, test, eval_config)
+        result = evaluate_images(images, labels, test, eval_config, device)
         row.update(accuracy=result.summary(), images=result.images, storage_floats=images[0].numel() * len(images))
         return row
 
@@ -92,7 +95,7 @@ def run(args) -> dict:
         row.update(settings=settings, distillation=memory.config.distillation, curve=curve,
                    best_val_accuracy=memory.config.distillation["val_accuracy"])
         return row
-    evaluate_memory(memory, test, eval_config)
+    evaluate_memory(memory, test, eval_config, device=device)
     folder = RESULTS / "memories" / f"mnist-ipc{args.ipc:g}-{args.method}{'-' + args.tag if args.tag else ''}"
     save_with_card(memory, folder)
     row.update(

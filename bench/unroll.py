@@ -15,7 +15,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -43,33 +42,49 @@ def worker(args) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)  # GPU work is asynchronous: time what has finished
     names = [str(i) for i in range(10)]
-    memory = AddressableMemory(AddressableMemoryConfig.for_budget((1, 28, 28), names, ipc=1, num_bases=16, downsample=2))
-    net = ConvNet(1, 10, 28, width=128)
+    memory = AddressableMemory(AddressableMemoryConfig.for_budget((1, 28, 28), names, ipc=1, num_bases=16, downsample=2)).to(device)
+    net = ConvNet(1, 10, 28, width=128).to(device)
     g = torch.Generator().manual_seed(0)
-    classes = torch.arange(10)
+    classes = torch.arange(10, device=device)
     r, s, T = memory.config.images_per_query, args.per_class, args.T
-    picks = torch.stack([torch.rand(10, r, generator=g).argsort(1)[:, :s] for _ in range(T)])
+    picks = torch.stack([torch.rand(10, r, generator=g).argsort(1)[:, :s] for _ in range(T)]).to(device)
     labels = classes.repeat_interleave(s)
-    real = torch.randn(10 * args.real_per_class, 1, 28, 28, generator=g), torch.arange(10).repeat_interleave(args.real_per_class)
-    outer = real_batch_loss(net.functional, *real, chunk=10 * s)  # as the Distiller does on a CPU
+    real = (torch.randn(10 * args.real_per_class, 1, 28, 28, generator=g).to(device),
+            torch.arange(10, device=device).repeat_interleave(args.real_per_class))
+    # as the Distiller does: chunked on a CPU (cache-sized), whole on a GPU
+    outer = real_batch_loss(net.functional, *real, chunk=10 * s if not cuda else len(real[1]))
 
     def step_data(t):
         return memory.images_for_labels(classes, picks[t]), labels
 
+    def fresh(generator):
+        return [p.to(device) for p in net.init_params(generator)]
+
     compile_seconds = None
     baseline = rss_mb()
-    # The floor: T plain SGD-momentum steps on the same minibatches, no meta-gradient.
-    params = [p.requires_grad_(True) for p in net.init_params(g)]
-    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    # The floor: T plain SGD-momentum steps on the same minibatches, no meta-gradient (on a GPU the second of two
+    # passes counts, so library start-up is not in it).
     with torch.no_grad():
         batches = [step_data(t) for t in range(T)]
-    start = time.perf_counter()
-    for x, y in batches:
-        optimizer.zero_grad()
-        inner_loss(net.functional, params, x, y).backward()
-        optimizer.step()
-    floor = time.perf_counter() - start
+    for _ in range(2 if cuda else 1):
+        params = [p.requires_grad_(True) for p in fresh(g)]
+        optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+        sync()
+        start = time.perf_counter()
+        for x, y in batches:
+            optimizer.zero_grad()
+            inner_loss(net.functional, params, x, y).backward()
+            optimizer.step()
+        sync()
+        floor = time.perf_counter() - start
+    del params, optimizer
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        cuda_baseline = torch.cuda.memory_allocated(device) / 2**20
 
     if args.impl == "reference":
         run = unroll_reference
@@ -78,21 +93,29 @@ def worker(args) -> dict:
         run = functools.partial(unroll, inner_step=step)
         if args.impl == "engine-compiled":  # compile once, outside the timing (a one-off per input shape)
             start = time.perf_counter()
-            run(net.functional, net.init_params(g), step_data, list(memory.parameters()), outer, 1)
+            run(net.functional, fresh(g), step_data, list(memory.parameters()), outer, 1)
             compile_seconds = time.perf_counter() - start
     times = []
     for i in range(args.repeats):
-        init = net.init_params(torch.Generator().manual_seed(i))
+        init = fresh(torch.Generator().manual_seed(i))
+        sync()
         start = time.perf_counter()
         result = run(net.functional, init, step_data, list(memory.parameters()), outer, T, lr=0.01, momentum=0.9)
+        sync()
         times.append(time.perf_counter() - start)
         assert all(torch.isfinite(gr).all() for gr in result.grads)
-    return {
-        "impl": args.impl, "T": T, "seconds_per_outer_step": min(times), "all_seconds": times,
+        del result
+    row = {
+        "impl": args.impl, "T": T, "device": str(device), "seconds_per_outer_step": min(times), "all_seconds": times,
         "plain_steps_seconds": floor, "ratio_to_plain_steps": min(times) / floor,
         "peak_rss_mb": peak_rss_mb(), "peak_above_setup_mb": peak_rss_mb() - baseline,
         "compile_seconds": compile_seconds, "synthetic_per_step": 10 * s, "real_batch": 10 * args.real_per_class, "threads": args.threads,
     }
+    if cuda:  # the memory that matters on a GPU is the device's, not the host's
+        row["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        row["peak_cuda_above_setup_mb"] = row["peak_cuda_mb"] - cuda_baseline
+    row["peak_mb"] = row["peak_cuda_mb"] if cuda else row["peak_rss_mb"]
+    return row
 
 
 def main() -> None:
@@ -104,8 +127,10 @@ def main() -> None:
     parser.add_argument("--real-per-class", type=int, default=64, help="real images per class in the outer loss")
     parser.add_argument("--repeats", type=int, default=2, help="outer steps timed per setting (the fastest counts)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--reference-max-gb", type=float, default=0.8 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30,
-                        help="skip a reference run whose peak, extrapolated from shorter runs, would exceed this (GB)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda; on cuda, peak memory is the GPU's")
+    parser.add_argument("--reference-max-gb", type=float, default=None,
+                        help="skip a reference run whose peak, extrapolated from shorter runs, would exceed this (GB); "
+                             "default: 80%% of RAM (of the GPU's memory on cuda)")
     parser.add_argument("--output", default=str(RESULTS / "unroll.json"))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--T", type=int, help=argparse.SUPPRESS)
@@ -114,48 +139,50 @@ def main() -> None:
         args.impl = args.impl[0]
         print(json.dumps(worker(args)))
         return
+    if args.reference_max_gb is None:
+        args.reference_max_gb = 0.8 * capacity_gb(args.device)
 
     rows = []
     for T in args.steps:
         for impl in args.impl:
             if impl == "reference":
                 # Its memory grows linearly in T: extrapolate from the two longest runs so far, skip what cannot fit.
-                done = sorted((r["T"], r["peak_rss_mb"]) for r in rows if r["impl"] == "reference")
+                done = sorted((r["T"], r["peak_mb"]) for r in rows if r["impl"] == "reference")
                 if len(done) >= 2:
                     (t0, m0), (t1, m1) = done[-2], done[-1]
                     predicted = m1 + (m1 - m0) / (t1 - t0) * (T - t1)
                     if predicted / 1024 > args.reference_max_gb:
                         rows.append({"impl": impl, "T": T, "skipped": f"needs about {predicted / 1024:.1f} GB (extrapolated), "
-                                     f"over {args.reference_max_gb:.1f} GB", "peak_rss_mb": predicted})
+                                     f"over {args.reference_max_gb:.1f} GB", "peak_mb": predicted})
                         print(f"T={T:4d} {impl:9s} skipped: {rows[-1]['skipped']}", flush=True)
                         continue
             command = [sys.executable, __file__, "--worker", "--impl", impl, "--T", str(T), "--per-class", str(args.per_class),
-                       "--real-per-class", str(args.real_per_class), "--repeats", str(args.repeats), "--threads", str(args.threads)]
+                       "--real-per-class", str(args.real_per_class), "--repeats", str(args.repeats), "--threads", str(args.threads),
+                       "--device", args.device]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(done.stderr[-3000:])
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             r = rows[-1]
-            print(f"T={T:4d} {impl:9s} {r['seconds_per_outer_step']:8.2f} s/outer step  {r['ratio_to_plain_steps']:5.2f}x plain  "
-                  f"peak {r['peak_rss_mb']:7.0f} MB (+{r['peak_above_setup_mb']:.0f})", flush=True)
+            print(f"T={T:4d} {impl:9s} {r['seconds_per_outer_step']:8.3f} s/outer step  {r['ratio_to_plain_steps']:5.2f}x plain  "
+                  f"peak {r['peak_mb']:7.0f} MB", flush=True)
 
     by = {(r["impl"], r["T"]): r for r in rows}
-    print(f"\n{'T':>4} {'impl':>10} {'s/step':>8} {'x plain':>8} {'peak MB':>8} {'+setup':>7}")
+    print(f"\n{'T':>4} {'impl':>10} {'s/step':>8} {'x plain':>8} {'peak MB':>8}")
     for r in rows:
         if "skipped" in r:
             print(f"{r['T']:>4} {r['impl']:>10}  skipped: {r['skipped']}")
             continue
-        print(f"{r['T']:>4} {r['impl']:>10} {r['seconds_per_outer_step']:>8.2f} {r['ratio_to_plain_steps']:>8.2f} "
-              f"{r['peak_rss_mb']:>8.0f} {r['peak_above_setup_mb']:>7.0f}")
+        print(f"{r['T']:>4} {r['impl']:>10} {r['seconds_per_outer_step']:>8.3f} {r['ratio_to_plain_steps']:>8.2f} {r['peak_mb']:>8.0f}")
     checks = {}
     t_lo, t_hi = min(args.steps), max(args.steps)
     for engine in ("engine", "engine-compiled"):
         if (engine, t_hi) in by and (engine, t_lo) in by and t_hi != t_lo:
-            checks[f"{engine} peak T={t_hi} / T={t_lo}"] = by[engine, t_hi]["peak_rss_mb"] / by[engine, t_lo]["peak_rss_mb"]
+            checks[f"{engine} peak T={t_hi} / T={t_lo}"] = by[engine, t_hi]["peak_mb"] / by[engine, t_lo]["peak_mb"]
         if (engine, t_hi) in by and ("reference", t_hi) in by:
             reference = by["reference", t_hi]
             extrapolated = " (reference extrapolated)" if "skipped" in reference else ""
-            checks[f"{engine} / reference peak at T={t_hi}{extrapolated}"] = by[engine, t_hi]["peak_rss_mb"] / reference["peak_rss_mb"]
+            checks[f"{engine} / reference peak at T={t_hi}{extrapolated}"] = by[engine, t_hi]["peak_mb"] / reference["peak_mb"]
         timed = [T for T in args.steps if (engine, T) in by and ("reference", T) in by and "skipped" not in by["reference", T]]
         if timed:
             t = max(timed)
@@ -164,16 +191,25 @@ def main() -> None:
             checks[f"{engine} / plain steps at T={t_hi}"] = by[engine, t_hi]["ratio_to_plain_steps"]
     for name, value in checks.items():
         print(f"{name}: {value:.2f}")
-    import torch
+    from machine import describe
 
-    record = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU",
-              "command": "python " + " ".join(sys.argv), "rows": rows, "ratios": checks}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(record, indent=1))
-    print(f"wrote {args.output} and {plot(rows, Path(args.output).with_name('unroll_memory.png'))}")
+    record = {"machine": describe(args.device), "device": args.device, "command": "python " + " ".join(sys.argv),
+              "rows": rows, "ratios": checks}
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=1))
+    print(f"wrote {output} and {plot(rows, output.with_name(output.stem + '_memory.png'), args.device)}")
 
 
-def plot(rows: list[dict], path: Path) -> Path:
+def capacity_gb(device: str) -> float:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory / 2**30
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def plot(rows: list[dict], path: Path, device: str = "cpu") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,14 +219,14 @@ def plot(rows: list[dict], path: Path) -> Path:
     for impl in dict.fromkeys(r["impl"] for r in rows):
         mine = [r for r in rows if r["impl"] == impl]
         measured = [r for r in mine if "skipped" not in r]
-        line, = ax.plot([r["T"] for r in measured], [r["peak_rss_mb"] / 1024 for r in measured], marker="o", label=impl)
+        line, = ax.plot([r["T"] for r in measured], [r["peak_mb"] / 1024 for r in measured], marker="o", label=impl)
         guessed = [r for r in mine if "skipped" in r]
         if guessed and measured:
             ax.plot([measured[-1]["T"], *[r["T"] for r in guessed]],
-                    [measured[-1]["peak_rss_mb"] / 1024, *[r["peak_rss_mb"] / 1024 for r in guessed]],
+                    [measured[-1]["peak_mb"] / 1024, *[r["peak_mb"] / 1024 for r in guessed]],
                     ls="--", color=line.get_color(), label=f"{impl} (extrapolated, does not fit)")
     ax.set_xlabel("unroll length T")
-    ax.set_ylabel("peak RSS (GB)")
+    ax.set_ylabel("peak GPU memory (GB)" if device.startswith("cuda") else "peak RSS (GB)")
     ax.set_title("peak memory of one outer step", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

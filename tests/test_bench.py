@@ -31,3 +31,29 @@ def test_cifar10_script_end_to_end_on_a_tiny_cifar_layout(tmp_path):
     config = json.loads((tmp_path / "out" / "memories" / "cifar10-ipc1-cpu" / "config.json").read_text())
     assert config["zca_regularization"] == 0.1 and config["images_per_query"] == 115
     assert (tmp_path / "out" / "memories" / "cifar10-ipc1-cpu" / "README.md").exists()
+
+
+def test_cross_arch_picks_recipes_on_validation_and_records_them(tmp_path):
+    import torch
+
+    from hf_rtp import AddressableMemory
+    from hf_rtp.data import load_train_test
+
+    train, _ = load_train_test("digits")
+    torch.manual_seed(0)
+    AddressableMemory.for_dataset(train, ipc=1, num_bases=4, downsample=2).save_pretrained(tmp_path / "memory")
+    output = tmp_path / "cross_arch.json"
+    command = [sys.executable, str(ROOT / "bench" / "cross_arch.py"), str(tmp_path / "memory"), "--models", "1", "--epochs", "2",
+               "--students", "ConvNet-128", "resnet10t", "--recipes", "protocol", "adamw, 112 px", "--device", "cpu",
+               "--output", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(output.read_text())
+    convnet, resnet = record["rows"]
+    assert convnet["distilled"]["recipe"] == "protocol" and convnet["distilled"]["validation"] == {}  # one recipe: nothing to pick
+    assert set(resnet["distilled"]["validation"]) == {"protocol", "adamw, 112 px"}
+    for name in ("distilled", "random_real"):
+        chosen = resnet[name]
+        assert chosen["validation"][chosen["recipe"]] == max(chosen["validation"].values())
+        assert len(chosen["runs"]) == 1 and 0 <= chosen["mean"] <= 1
+    assert "CPU" in record["machine"] or "no GPU" in record["machine"]
