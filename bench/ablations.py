@@ -77,6 +77,7 @@ def main() -> None:
                              "equal contention); 1 runs them one after another in this process")
     parser.add_argument("--device", default=None, help="where the evaluation networks train (default: cuda if available)")
     parser.add_argument("--output", default=str(RESULTS / "ablations.json"))
+    parser.add_argument("--runs-dir", default=str(RESULTS / "runs"), help="where each run's checkpoints and metrics go")
     args = parser.parse_args()
 
     from machine import default_device, describe
@@ -94,7 +95,7 @@ def main() -> None:
             memory_kwargs = {**MEMORY, **override.get("memory", {})}
             settings_of.setdefault(json.dumps([settings, memory_kwargs], sort_keys=True), (settings, memory_kwargs))
     jobs = [dict(ipc=args.ipc, settings=settings, memory_kwargs=memory_kwargs, minutes=args.minutes, seed=seed,
-                 eval_config=eval_config, out=RESULTS / "runs" / f"ablation-{i}-{seed}", device=device)
+                 eval_config=eval_config, out=Path(args.runs_dir) / f"ablation-{i}-{seed}", device=device)
             for i, (settings, memory_kwargs) in enumerate(settings_of.values()) for seed in args.seeds]
     if args.parallel > 1:
         import multiprocessing

@@ -40,23 +40,26 @@ def main_job(lines):
 
 
 def unroll(lines):
-    r = load("unroll.json")
-    if not r:
-        return
-    lines += ["### Unroll engine: speed and peak memory (`bench/unroll.py`)", "",
-              "MNIST shape, ConvNet-128, K=16, r=29, 40 recalled images per inner step, 640 real images; one outer step. "
-              "`x plain` is the outer step over the T plain training steps it differentiates.", "",
-              "| T | implementation | s / outer step | x plain | peak RSS (MB) |", "|---|---|---|---|---|"]
-    for row in r["rows"]:
-        if "skipped" in row:
-            lines.append(f"| {row['T']} | {row['impl']} | - | - | {row['skipped']} |")
-        else:
-            lines.append(f"| {row['T']} | {row['impl']} | {row['seconds_per_outer_step']:.2f} | {row['ratio_to_plain_steps']:.2f} | "
-                         f"{row['peak_rss_mb']:.0f} |")
-    lines += [""] + [f"- {k}: **{v:.2f}**" for k, v in r["ratios"].items()]
-    lines += ["", f"Machine: {r['machine']}. Command: `{r['command']}`.", ""]
-    if (RESULTS / "unroll_memory.png").exists():
-        lines += ["![peak memory vs T](bench/results/unroll_memory.png)", ""]
+    for name, picture in (("unroll.json", "unroll_memory.png"), ("unroll_cuda.json", "unroll_cuda_memory.png")):
+        r = load(name)
+        if not r:
+            continue
+        gpu = r.get("device", "cpu").startswith("cuda")
+        lines += [f"### Unroll engine: speed and peak memory on {'a GPU' if gpu else 'the CPU'} (`bench/unroll.py`)", "",
+                  "MNIST shape, ConvNet-128, K=16, r=29, 40 recalled images per inner step, 640 real images; one outer step. "
+                  "`x plain` is the outer step over the T plain training steps it differentiates.", "",
+                  f"| T | implementation | s / outer step | x plain | peak {'GPU memory' if gpu else 'RSS'} (MB) |", "|---|---|---|---|---|"]
+        for row in r["rows"]:
+            peak = row.get("peak_mb", row.get("peak_rss_mb"))
+            if "skipped" in row:
+                lines.append(f"| {row['T']} | {row['impl']} | - | - | {row['skipped']} |")
+            else:
+                lines.append(f"| {row['T']} | {row['impl']} | {row['seconds_per_outer_step']:.3f} | {row['ratio_to_plain_steps']:.2f} | "
+                             f"{peak:.0f} |")
+        lines += [""] + [f"- {k}: **{v:.2f}**" for k, v in r["ratios"].items()]
+        lines += ["", f"Machine: {r['machine']}. Command: `{r['command']}`.", ""]
+        if (RESULTS / picture).exists():
+            lines += [f"![peak memory vs T](bench/results/{picture})", ""]
 
 
 def mnist(lines):
@@ -80,19 +83,21 @@ def mnist(lines):
 
 
 def ablations(lines):
-    r = load("ablations.json")
-    if not r:
-        return
-    lines += ["### The paper's findings at CPU scale (`bench/ablations.py`)", "",
-              f"{r['dataset']}, budget {r['ipc']:g} images/class, {r['minutes_per_run']} min of distillation per run, seeds "
-              f"{r['seeds']}, {r['evaluation']}.", "",
-              "| finding | A (the paper's choice) | B | holds here |", "|---|---|---|---|"]
-    for row in r["rows"]:
-        lines.append(f"| {row['finding']} | {pct(row['A'])} | {pct(row['B'])} | {'yes' if row['holds'] else 'no'} |")
-    lines += ["", f"Machine: {r['machine']}. Command: `{r['command']}`.", ""]
-    if r["dataset"] == "digits":
-        lines += ["digits images are 8x8, so ds=2 stores 4x4 bases: the paper's downsampling finding is for 32x32 CIFAR, "
-                  "where a base keeps 16x16 pixels.", ""]
+    for name in ("ablations.json", "ablations_mnist.json"):
+        r = load(name)
+        if not r:
+            continue
+        lines += [f"### The paper's findings at small scale: {r['dataset'].split('/')[-1]} (`bench/ablations.py`)", "",
+                  f"{r['dataset']}, budget {r['ipc']:g} image(s)/class, {r['minutes_per_run']} min of distillation per run, seeds "
+                  f"{r['seeds']}, {r['evaluation']}.", "",
+                  "| finding | A (the paper's choice) | B | outer steps A / B | holds here |", "|---|---|---|---|---|"]
+        for row in r["rows"]:
+            steps = " / ".join(str(round(sum(s["outer_steps"] for s in row[k]["seeds"]) / len(row[k]["seeds"]))) for k in "AB")
+            lines.append(f"| {row['finding']} | {pct(row['A'])} | {pct(row['B'])} | {steps} | {'yes' if row['holds'] else 'no'} |")
+        lines += ["", f"Machine: {r['machine']}. Command: `{r['command']}`." + (f" Note: {r['note']}." if r.get("note") else ""), ""]
+        if r["dataset"] == "digits":
+            lines += ["digits images are 8x8, so ds=2 stores 4x4 bases: the paper's downsampling finding is for 32x32 CIFAR, "
+                      "where a base keeps 16x16 pixels.", ""]
     mnist_rows = {(row["ipc"], row["method"]): row for row in (load("mnist.json") or {"rows": []})["rows"] if not row.get("tag")}
     for (ipc, method), row in sorted(mnist_rows.items()):
         other = mnist_rows.get((ipc, "per_class"))
@@ -103,15 +108,25 @@ def ablations(lines):
 
 
 def cross_arch(lines):
-    r = load("cross_arch.json")
-    if not r:
-        return
-    lines += ["### Cross-architecture (`bench/cross_arch.py`)", "",
-              f"Memory `{r['memory']}` ({r['dataset']}, {r['ipc']:g} image/class budget), {r['models']} models per student x {r['epochs']} epochs (SGD lr 0.01 momentum 0.9, the ConvNet recipe).", "",
-              "| student | distilled | random real, same budget |", "|---|---|---|"]
-    for row in r["rows"]:
-        lines.append(f"| {row['student']} | {pct(row['distilled'])} | {pct(row['random_real'])} |")
-    lines += ["", f"Machine: {r['machine']}. Command: `{r['command']}`.", ""]
+    for name in ("cross_arch.json", "cross_arch_ipc10.json", "cross_arch_standardized.json"):
+        r = load(name)
+        if not r:
+            continue
+        title = f": {r['title']}" if r.get("title") else ""
+        lines += [f"### Cross-architecture, {r['ipc']:g} image(s)/class{title} (`bench/cross_arch.py`)", "",
+                  f"Memory `{r['memory']}` ({r['dataset']}), {r['epochs']} epochs per student; {r['selection']} "
+                  f"(the candidates are in `bench/cross_arch.py`).", "",
+                  "| student | models | distilled (recipe) | random real, same budget (recipe) |", "|---|---|---|---|"]
+        for row in r["rows"]:
+            cells = [f"{pct(row[k])} ({row[k]['recipe']})" if k in row else "not measured" for k in ("distilled", "random_real")]
+            lines.append(f"| {row['student']} | {row.get('models', r.get('models'))} | {cells[0]} | {cells[1]} |")
+        commands = ", then ".join(f"`{c}`" for c in r.get("commands", [r["command"]]))
+        lines += ["", f"Machine: {r['machine']}. Command: {commands}."]
+        if r.get("note"):
+            lines += [f"Note: {r['note']}."]
+        if r.get("incomplete"):
+            lines += [f"Not measured: {r['incomplete']}."]
+        lines += [""]
 
 
 def cifar10(lines):
@@ -124,9 +139,20 @@ def cifar10(lines):
               f"| {r['config']} | {pct(res['accuracy'])} | {pct(res['random_real'])} | 66.4 +- 0.4% | {r['machine']} | `{r['command']}` |", ""]
 
 
+def cifar10_gpu(lines):
+    r = load("cifar10_gpu_standin.json")
+    if not r:
+        return
+    lines += ["### CIFAR-10 paper configuration on a GPU (`bench/cifar10.py --config paper`)", "",
+              f"Ran end to end ({r['settings']['steps']} outer steps: ZCA, flip_rotate shared across the unroll, T="
+              f"{r['settings']['unroll_steps']}, evaluation and model card) on {r['machine']}, on {r['data']}. "
+              f"Elapsed seconds after each outer step: {', '.join(f'{x:.1f}' for x in r['elapsed_seconds_after_each_outer_step'])} "
+              f"({r['timing_note']}). Command: `{r['command']}`.", ""]
+
+
 def main() -> None:
     lines = [BEGIN, ""]
-    for section in (main_job, unroll, mnist, ablations, cross_arch, cifar10):
+    for section in (main_job, unroll, mnist, ablations, cross_arch, cifar10, cifar10_gpu):
         section(lines)
     lines.append(END)
     readme = ROOT / "README.md"

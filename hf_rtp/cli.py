@@ -177,7 +177,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     config = EvalConfig(models=args.models, epochs=args.epochs, learner=args.learner, width=args.width, seed=args.seed,
                         augment=args.augment, learner_kwargs=args.learner_kwargs, optimizer=args.optimizer, lr=args.lr,
                         momentum=args.momentum, batch_size=args.batch_size, weight_decay=args.weight_decay,
-                        schedule=args.schedule, warmup_epochs=args.warmup_epochs, input_size=args.input_size)
+                        schedule=args.schedule, warmup_epochs=args.warmup_epochs, input_size=args.input_size,
+                        standardize=args.standardize)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     record = evaluate_memory(memory, test, config, train=train if args.random_real else None, device=device)
     folder = Path(args.memory) if Path(args.memory).is_dir() else None
@@ -246,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=int, default=0, help="linear lr warm-up epochs (default: 0)")
     p.add_argument("--input-size", type=int, default=None,
                    help="resize images to this size for the student, e.g. 128 for resnet10t on 28 px (default: as stored)")
+    p.add_argument("--standardize", action="store_true",
+                   help="rescale the recalled images to zero mean, unit std per channel (for students other than the ConvNet)")
     p.add_argument("--device", default=None, help="where to train the students (default: cuda if available, else cpu)")
     p.add_argument("--random-real", action=argparse.BooleanOptionalAction, default=True,
                    help="also score random real images of the same budget (default: on)")

@@ -39,6 +39,7 @@ class EvalConfig:
     weight_decay: float = field(default=0.0, metadata={"help": 'Weight decay (0 in the RTP protocol; DC/DSA use 5e-4 with SGD).'})
     schedule: str = field(default="constant", metadata={"help": "Learning-rate schedule after warm-up: `constant` (the RTP protocol) or `cosine` (to 0)."})
     warmup_epochs: int = field(default=0, metadata={"help": 'Linear learning-rate warm-up over this many epochs.'})
+    standardize: bool = field(default=False, metadata={"help": "Rescale the training images per channel to zero mean and unit std over the set, the scale the normalised test data has. Distilled images can drift to any contrast because the ConvNet's instance norm ignores it; students without that invariance (BatchNorm ResNets, ViTs) need it back."})
     input_size: int | None = field(default=None, metadata={"help": "Bilinearly resize images to this many pixels a side before the network, in training and testing (e.g. 128 for a stride-32 ResNet on 28 px images); None keeps them."})
     batch_size: int = field(default=640, metadata={"help": 'Training minibatch size (the whole set when smaller).'})
     learner: str = field(default="convnet", metadata={"help": '`convnet`, `convnet-<width>`, or a timm model name for cross-architecture evaluation.'})
@@ -120,6 +121,8 @@ def train_from_scratch(
     """Train one fresh network on (images, labels) with the protocol's settings (SGD, constant lr by default)."""
     device = device or images.device
     images, labels = images.to(device), labels.to(device)
+    if config.standardize:
+        images = standardized(images)
     net = _seeded_learner(config, images.shape[1:], num_classes, seed, device)
     net.train()
     model = torch.compile(net) if config.compile else net
@@ -141,6 +144,14 @@ def train_from_scratch(
             optimizer.step()
             schedule.step()
     return net.eval()
+
+
+def standardized(images: torch.Tensor) -> torch.Tensor:
+    """`images` shifted and scaled per channel to mean 0, std 1 over the whole set (one affine map for all images,
+    so their relative contrast is kept)."""
+    mean = images.mean(dim=(0, 2, 3), keepdim=True)
+    std = images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-8)
+    return (images - mean) / std
 
 
 @torch.no_grad()
@@ -215,9 +226,9 @@ def reproduce_command(record: dict[str, Any], memory: str) -> str:
     for key, flag in (("learner", "--learner"), ("width", "--width"), ("seed", "--seed"), ("augment", "--augment"),
                       ("optimizer", "--optimizer"), ("lr", "--lr"), ("momentum", "--momentum"), ("batch_size", "--batch-size"),
                       ("weight_decay", "--weight-decay"), ("schedule", "--schedule"), ("warmup_epochs", "--warmup-epochs"),
-                      ("input_size", "--input-size")):
+                      ("input_size", "--input-size"), ("standardize", "--standardize")):
         if key in p and p[key] != getattr(EvalConfig, key, None):
-            parts.append(f"{flag} {p[key]}")
+            parts.append(flag if p[key] is True else f"{flag} {p[key]}")
     if p.get("learner_kwargs"):
         parts.append(f"--learner-kwargs '{json.dumps(p['learner_kwargs'])}'")
     if "random_real" not in record:

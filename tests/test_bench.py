@@ -57,3 +57,27 @@ def test_cross_arch_picks_recipes_on_validation_and_records_them(tmp_path):
         assert chosen["validation"][chosen["recipe"]] == max(chosen["validation"].values())
         assert len(chosen["runs"]) == 1 and 0 <= chosen["mean"] <= 1
     assert "CPU" in record["machine"] or "no GPU" in record["machine"]
+
+
+def test_unroll_bench_times_engine_and_reference_and_checks_the_ratios(tmp_path):
+    output = tmp_path / "unroll.json"
+    command = [sys.executable, str(ROOT / "bench" / "unroll.py"), "--steps", "2", "3", "--impl", "engine", "reference",
+               "--repeats", "1", "--per-class", "1", "--real-per-class", "2", "--threads", "1", "--output", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(output.read_text())
+    assert {(r["impl"], r["T"]) for r in record["rows"]} == {("engine", 2), ("reference", 2), ("engine", 3), ("reference", 3)}
+    assert all(r["device"] == "cpu" and r["peak_mb"] == r["peak_rss_mb"] > 0 for r in record["rows"])
+    assert {"engine peak T=3 / T=2", "engine / reference peak at T=3", "engine / plain steps at T=3"} <= set(record["ratios"])
+    assert (tmp_path / "unroll_memory.png").exists()
+
+
+def test_ablations_in_parallel_processes(tmp_path):
+    output = tmp_path / "ablations.json"
+    command = [sys.executable, str(ROOT / "bench" / "ablations.py"), "--minutes", "0.02", "--seeds", "0", "1", "--models", "1",
+               "--epochs", "2", "--only", "downsampled", "--parallel", "2", "--output", str(output), "--runs-dir", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (row,) = json.loads(output.read_text())["rows"]
+    assert row["finding"].startswith("downsampled") and row["A"]["memory"]["downsample"] == 2 and row["B"]["memory"]["downsample"] == 1
+    assert all(len(row[k]["seeds"]) == 2 and all(s["outer_steps"] >= 1 for s in row[k]["seeds"]) for k in "AB")

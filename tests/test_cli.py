@@ -47,6 +47,10 @@ def test_evaluate_recall_info(distilled, tmp_path, capsys):
     main(["evaluate", folder, "--models", "1", "--epochs", "3", "--width", "8", "--no-random-real", "--json"])
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["models"] == 1 and "random_real" not in record
+    main(["evaluate", folder, "--models", "1", "--epochs", "3", "--width", "8", "--no-random-real", "--json", "--optimizer", "adamw",
+          "--lr", "0.001", "--schedule", "cosine", "--warmup-epochs", "1", "--input-size", "16", "--device", "cpu"])
+    protocol = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["protocol"]
+    assert (protocol["optimizer"], protocol["schedule"], protocol["warmup_epochs"], protocol["input_size"]) == ("adamw", "cosine", 1, 16)
     main(["recall", folder, "--output", str(tmp_path / "recalled"), "--classes", "3", "7", "--preview"])
     dataset = load_from_disk(str(tmp_path / "recalled"))
     assert set(dataset["label"]) == {3, 7} and "image" in dataset.column_names

@@ -155,8 +155,29 @@ def test_bad_recipes_are_refused(bad, message):
 def test_reproduce_command_carries_the_recipe():
     from hf_rtp.evaluate import reproduce_command
 
-    config = EvalConfig(learner="resnet10t", optimizer="adamw", lr=0.001, schedule="cosine", warmup_epochs=5, input_size=112)
+    config = EvalConfig(learner="resnet10t", optimizer="adamw", lr=0.001, schedule="cosine", warmup_epochs=5, input_size=112,
+                        standardize=True)
     record = {"models": 3, "epochs": 300, "protocol": dataclasses.asdict(config)}
     command = reproduce_command(record, "user/mnist-ipc1")
-    for part in ("--optimizer adamw", "--lr 0.001", "--schedule cosine", "--warmup-epochs 5", "--input-size 112", "--learner resnet10t"):
+    for part in ("--optimizer adamw", "--lr 0.001", "--schedule cosine", "--warmup-epochs 5", "--input-size 112", "--learner resnet10t", "--standardize"):
         assert part in command
+
+
+def test_standardize_restores_the_data_scale_and_the_convnet_does_not_care(digits):
+    """The ConvNet's instance norm makes it blind to a set's contrast, which is why distilled images may drift to
+    any scale; standardize gives other students the test data's scale back and leaves the ConvNet's training alone."""
+    from hf_rtp.evaluate import standardized, train_from_scratch
+
+    train, test = digits
+    images, labels = random_real(train, ipc=3, seed=0)
+    faint = 0.05 * images + 0.3
+    out = standardized(faint)
+    assert out.mean().abs() < 1e-5 and (out.std() - 1).abs() < 1e-2
+    torch.testing.assert_close(out, standardized(images), atol=1e-4, rtol=1e-4)  # one affine map: structure kept
+    config = dict(models=1, epochs=5, width=16, progress=False)
+    plain = train_from_scratch(images, labels, 10, EvalConfig(**config), seed=0)
+    scaled = train_from_scratch(10 * images, labels, 10, EvalConfig(**config), seed=0)
+    torch.testing.assert_close(plain(test.images[:50]), scaled(test.images[:50]), atol=2e-3, rtol=2e-3)
+    fixed = train_from_scratch(faint, labels, 10, EvalConfig(standardize=True, **config), seed=0)
+    reference = train_from_scratch(standardized(images), labels, 10, EvalConfig(**config), seed=0)
+    torch.testing.assert_close(fixed(test.images[:50]), reference(test.images[:50]), atol=1e-3, rtol=1e-3)
