@@ -120,12 +120,13 @@ def plot(path: Path) -> Path:
     rows = json.loads(path.read_text())["rows"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), squeeze=False)
     for ax, ipc in zip(axes[0], (1, 10)):
-        for r in (r for r in rows if r["ipc"] == ipc and "accuracy" in r and not r.get("tag")):
+        for r in (r for r in rows if r["ipc"] == ipc and "accuracy" in r):
+            name = r["method"] + (f", {r['tag']}" if r.get("tag") else "")
             if r.get("curve"):
                 ax.plot([c["minutes"] for c in r["curve"]], [100 * c["val_accuracy"] for c in r["curve"]], marker="o",
-                        ms=3, label=f"{r['method']} (validation)")
+                        ms=3, label=f"{name} (validation)")
             ax.axhline(100 * r["accuracy"]["mean"], ls="--", lw=1, color=ax.lines[-1].get_color() if r.get("curve") else "grey",
-                       label=f"{r['method']}: test {100 * r['accuracy']['mean']:.1f}%")
+                       label=f"{name}: test {100 * r['accuracy']['mean']:.1f}%")
         ax.set_title(f"MNIST, {ipc} image(s) per class budget")
         ax.set_xlabel("distillation wall-clock minutes (2 CPU cores)")
         ax.set_ylabel("accuracy (%)")

@@ -70,7 +70,8 @@ def mnist(lines):
               "| budget | method | images recalled | stored floats | test accuracy | distillation | command |", "|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         distilled = f"{row['distill_minutes']:.0f} min, {row['distillation']['outer_steps']} steps" if "distill_minutes" in row else "-"
-        lines.append(f"| IPC {row['ipc']:g} | {row['method']} | {row['images']} | {row['storage_floats']} | {pct(row['accuracy'])} | "
+        method = row["method"] + (f" ({row['tag']})" if row.get("tag") else "")
+        lines.append(f"| IPC {row['ipc']:g} | {method} | {row['images']} | {row['storage_floats']} | {pct(row['accuracy'])} | "
                      f"{distilled} | `{row['command']}` |")
     lines += ["", f"Machine: {r['machine']}. Test accuracy: fresh ConvNet-128s trained from scratch on the recalled images "
               "(SGD lr 0.01 momentum 0.9, batch 640), mean +- std over models.", ""]
