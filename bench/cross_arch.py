@@ -68,13 +68,11 @@ def main() -> None:
     parser.add_argument("--output", default=str(RESULTS / "cross_arch.json"))
     args = parser.parse_args()
 
-    import torch
-
     from machine import default_device, describe
 
     from hf_rtp import AddressableMemory
     from hf_rtp.data import load_train_test
-    from hf_rtp.evaluate import EvalConfig, evaluate_images, random_real
+    from hf_rtp.evaluate import EvalConfig, evaluate_images, random_real, recalled_tensors
 
     device = args.device or default_device()
     memory = AddressableMemory.from_pretrained(args.memory)
@@ -84,9 +82,7 @@ def main() -> None:
     train, test = load_train_test(dataset, zca=memory.zca() or False)
     train, validation = train.split_validation(0.1, seed=0)  # the split the Distiller validated on (seed 0)
     ipc = memory.config.ipc or memory.config.budget_ipc()
-    with torch.no_grad():
-        images, labels = memory(labels=torch.arange(memory.config.num_classes))
-    sets = {"distilled": (images.detach().float().cpu(), labels.cpu()), "random_real": random_real(train, ipc)}
+    sets = {"distilled": recalled_tensors(memory), "random_real": random_real(train, ipc)}
     compile_convnet = device == "cpu"  # worth it on a CPU; on a GPU the compile costs more than it saves here
     rows: list[dict] = []
     record = {"title": args.title, "machine": describe(device), "command": "python bench/" + shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),

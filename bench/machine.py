@@ -16,6 +16,6 @@ def describe(device: str = "cpu") -> str:
 
 
 def default_device() -> str:
-    import torch
+    from hf_rtp.evaluate import default_device as package_default
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return package_default()

@@ -4,12 +4,10 @@
 """
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import torch
+from machine import describe
 
 from hf_rtp import AddressableMemoryConfig
 from hf_rtp.cli import main
@@ -20,7 +18,7 @@ start = time.perf_counter()
 main(["distill", "--output-dir", str(out), "--no-progress", "--overwrite-output-dir"])
 minutes = (time.perf_counter() - start) / 60
 config = json.loads((out / "memory" / "config.json").read_text())
-record = {"command": "HF_HUB_OFFLINE=1 hf-rtp", "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, no GPU",
+record = {"command": "HF_HUB_OFFLINE=1 hf-rtp", "machine": describe("cpu"),
           "minutes": round(minutes, 2), "dataset": "digits", "ipc": config["ipc"], "num_bases": config["num_bases"],
           "images_per_query": config["images_per_query"], "downsample": config["downsample"],
           "storage_floats": AddressableMemoryConfig.from_pretrained(out / "memory").storage_floats(),

@@ -159,10 +159,8 @@ def _load_memory(path: str):
 
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-
     from .data import load_train_test
-    from .evaluate import EvalConfig, evaluate_memory
+    from .evaluate import EvalConfig, default_device, evaluate_memory
     from .hub import save_with_card
 
     memory = _load_memory(args.memory)
@@ -179,7 +177,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                         momentum=args.momentum, batch_size=args.batch_size, weight_decay=args.weight_decay,
                         schedule=args.schedule, warmup_epochs=args.warmup_epochs, input_size=args.input_size,
                         standardize=args.standardize)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     record = evaluate_memory(memory, test, config, train=train if args.random_real else None, device=device)
     folder = Path(args.memory) if Path(args.memory).is_dir() else None
     if args.save and folder is not None:

@@ -115,6 +115,11 @@ def _optimizer_and_schedule(net: nn.Module, config: EvalConfig, steps_per_epoch:
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def default_device() -> str:
+    """Where students train when not told: the GPU when there is one (as Accelerate picks for distillation)."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def train_from_scratch(
     images: torch.Tensor, labels: torch.Tensor, num_classes: int, config: EvalConfig, seed: int, device=None
 ) -> nn.Module:
@@ -198,6 +203,13 @@ def dataset_tensors(dataset: "datasets.Dataset") -> tuple[torch.Tensor, torch.Te
     return torch_view["pixel_values"].float(), torch_view["label"].long()
 
 
+def recalled_tensors(memory: "AddressableMemory") -> tuple[torch.Tensor, torch.Tensor]:
+    """Every class's recalled images and labels (eqn 2), as float32 CPU tensors with no graph."""
+    with torch.no_grad():
+        images, labels = memory(labels=torch.arange(memory.config.num_classes, device=memory.device))
+    return images.detach().float().cpu(), labels.cpu()
+
+
 def evaluate_recalled(
     recalled: "datasets.Dataset | AddressableMemory", test: ImageClassificationData, config: EvalConfig | None = None, device=None
 ) -> EvalResult:
@@ -205,9 +217,7 @@ def evaluate_recalled(
     from .modeling_memory import AddressableMemory
 
     if isinstance(recalled, AddressableMemory):
-        with torch.no_grad():
-            images, labels = recalled(labels=torch.arange(recalled.config.num_classes))
-        images, labels = images.detach().float().cpu(), labels.cpu()
+        images, labels = recalled_tensors(recalled)
     else:
         images, labels = dataset_tensors(recalled)
     return evaluate_images(images, labels, test, config, device)
