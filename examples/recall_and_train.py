@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 
 from hf_rtp import AddressableMemory
-from hf_rtp.data import load_train_test
 from hf_rtp.evaluate import accuracy
 from hf_rtp.learners import create_learner
 
@@ -41,7 +40,6 @@ for epoch in range(args.epochs):
         loss.backward()
         optimizer.step()
 
-# The memory records its dataset and normalisation: test on that dataset's held-out split.
-space = {"zca": memory.zca()} if memory.zca() is not None else {"zca": False, "mean": memory.config.mean, "std": memory.config.std}
-_, test = load_train_test(memory.config.dataset_name, **space)
+# The memory records its dataset and pixel space: its test split, put in that space, in one call.
+test = memory.load_split("test")
 print(f"{args.learner} trained on {len(recalled)} recalled images: {100 * accuracy(net.eval(), test):.2f}% test accuracy")

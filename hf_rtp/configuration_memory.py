@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import field
+from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 from huggingface_hub.dataclasses import strict
@@ -42,6 +42,31 @@ def images_per_query_for_budget(
     return r
 
 
+@dataclass
+class MemoryOptions:
+    """How to size a new memory for a dataset (the arguments of `AddressableMemoryConfig.for_budget`)."""
+
+    ipc: float = field(default=1.0, metadata={"help": "Storage budget in full-size images per class (eqn 4)."})
+    num_bases: int = field(default=16, metadata={"help": "K shared bases (memories); r follows from the budget."})
+    downsample: int = field(default=2, metadata={"help": "Bases are stored at 1/ds resolution and upsampled bilinearly."})
+    addressing: Literal["learned", "one_hot"] = field(default="learned", metadata={"help": "`learned` addressing (the paper) or `one_hot` (the per-class synthetic set, vanilla BPTT)."})
+
+    def __post_init__(self):
+        if not self.ipc > 0:
+            raise BudgetError(f"ipc must be positive, got {self.ipc}")
+        if self.num_bases < 1:
+            raise ValueError(f"num_bases (K) must be >= 1, got {self.num_bases}")
+        if self.downsample < 1:
+            raise ValueError(f"downsample must be >= 1, got {self.downsample}")
+        if self.addressing not in ADDRESSING_KINDS:
+            raise ValueError(f"addressing must be one of {ADDRESSING_KINDS}, got {self.addressing!r}")
+
+    @classmethod
+    def of(cls, config: "AddressableMemoryConfig") -> "MemoryOptions":
+        """The options that size a memory like `config`."""
+        return cls(ipc=config.budget_ipc(), num_bases=config.num_bases, downsample=config.downsample, addressing=config.addressing)
+
+
 @strict
 class AddressableMemoryConfig(PretrainedConfig):
     """Shapes of an addressable memory (sec 4.1 of the paper) and what a loaded memory needs to be viewed.
@@ -78,6 +103,8 @@ class AddressableMemoryConfig(PretrainedConfig):
     """The storage budget in images per class this memory was sized for, if any."""
     dataset_name: str | None = None
     """The dataset (Hub id or local path) the memory was distilled from."""
+    license: str | None = None
+    """The license on the model card (a Hub license id); None takes the dataset's when known, else `other`."""
     distillation: dict[str, Any] | None = None
     """How the memory was trained (filled in by the Distiller): steps, unroll length, seed, ..."""
     evaluation: dict[str, Any] | None = None
@@ -140,6 +167,11 @@ class AddressableMemoryConfig(PretrainedConfig):
         c, h, w = self.image_shape
         return (c, h // self.downsample, w // self.downsample)
 
+    @property
+    def image_floats(self) -> int:
+        """Floats of one full-size image, C*H*W."""
+        return math.prod(self.image_shape)
+
     def storage_floats(self) -> int:
         """Floats the memory stores (eqn 4, left-hand side): bases plus learned addressing matrices."""
         c, h, w = self.base_shape
@@ -148,8 +180,15 @@ class AddressableMemoryConfig(PretrainedConfig):
         return bases + addressing
 
     def budget_ipc(self) -> float:
-        """The storage as a number of full-size images per class, comparable across parameterisations."""
+        """The storage budget in full-size images per class: the `ipc` the memory was sized for, else what its
+        storage amounts to (comparable across parameterisations). Baselines of "the same budget" use this."""
+        if self.ipc is not None:
+            return self.ipc
         return self.storage_floats() / budget_floats(self.image_shape, self.num_classes, 1)
+
+    def budget_floats(self) -> int:
+        """The floats the budget allows (eqn 4, right-hand side)."""
+        return round(budget_floats(self.image_shape, self.num_classes, self.budget_ipc()))
 
     @classmethod
     def for_budget(

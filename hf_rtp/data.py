@@ -8,7 +8,7 @@ features. `"digits"` is an embedded offline dataset (scikit-learn's 8x8 handwrit
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,21 +29,23 @@ class DatasetSpec:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     zca: float | None = None
+    license: str | None = None
+    """The dataset's license as its Hub card states it (a memory distilled from it carries it on its card)."""
 
 
-# Columns from the Hub repos' dataset_info; statistics from the authors' code (DESIGN.md sec 3).
+# Columns from the Hub repos' dataset_info; statistics from the authors' code.
 KNOWN_DATASETS: dict[str, DatasetSpec] = {
-    "ylecun/mnist": DatasetSpec("image", "label", mean=(0.1307,), std=(0.3081,)),
-    "zalando-datasets/fashion_mnist": DatasetSpec("image", "label", mean=(0.2861,), std=(0.3530,)),
-    "uoft-cs/cifar10": DatasetSpec("img", "label", mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010), zca=0.1),
-    "uoft-cs/cifar100": DatasetSpec("img", "fine_label", mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761), zca=0.1),
+    "ylecun/mnist": DatasetSpec("image", "label", mean=(0.1307,), std=(0.3081,), license="mit"),
+    "zalando-datasets/fashion_mnist": DatasetSpec("image", "label", mean=(0.2861,), std=(0.3530,), license="mit"),
+    "uoft-cs/cifar10": DatasetSpec("img", "label", mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010), zca=0.1, license="unknown"),
+    "uoft-cs/cifar100": DatasetSpec("img", "fine_label", mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761), zca=0.1, license="unknown"),
     "ufldl-stanford/svhn": DatasetSpec(
-        "image", "label", config_name="cropped_digits", mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), zca=100.0
+        "image", "label", config_name="cropped_digits", mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970), zca=100.0, license="other"
     ),
     "zh-plus/tiny-imagenet": DatasetSpec(
         "image", "label", test_split="valid", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
     ),
-    DIGITS: DatasetSpec("image", "label", mean=(0.3055,), std=(0.3759,)),  # its train split, measured
+    DIGITS: DatasetSpec("image", "label", mean=(0.3055,), std=(0.3759,), license="cc-by-4.0"),  # its train split, measured
 }
 # Legacy un-namespaced names still resolve on the Hub; map them to the same spec.
 ALIASES = {
@@ -103,6 +105,89 @@ class ZCA:
         return ((x @ v) / s @ v.T).view(images.shape)
 
 
+def as_pixels(images: Any, channels: int) -> torch.Tensor:
+    """[0, 1] float pixels (N, C, H, W) from PIL images, uint8 arrays/tensors (N, H, W[, C]) or (N, C, H, W), or
+    float tensors already in [0, 1]; converted to `channels` channels (L or RGB) as dataset loading does."""
+    if isinstance(images, (list, tuple)) and images and hasattr(images[0], "convert"):  # PIL images
+        mode = "L" if channels == 1 else "RGB"
+        images = np.stack([np.asarray(im.convert(mode)) for im in images])
+    tensor = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if tensor.dim() == 3:  # (N, H, W): one channel
+        tensor = tensor[:, None]
+    if tensor.dim() != 4:
+        raise ValueError(f"images must be (N, C, H, W), (N, H, W, C) or (N, H, W), got shape {tuple(tensor.shape)}")
+    if tensor.shape[1] not in (1, 3) and tensor.shape[-1] in (1, 3):  # channels last
+        tensor = tensor.permute(0, 3, 1, 2)
+    if tensor.shape[1] != channels:
+        raise ValueError(f"images have {tensor.shape[1]} channel(s) but this space has {channels} "
+                         f"({'grayscale' if channels == 1 else 'RGB'})")
+    if tensor.dtype == torch.uint8:
+        return tensor.float() / 255.0
+    if not tensor.dtype.is_floating_point:
+        raise ValueError(f"images must be uint8 or float in [0, 1], got {tensor.dtype}")
+    return tensor.float()
+
+
+@dataclass
+class PixelSpace:
+    """Where a dataset's (and so its memory's) pixels live: per-channel (x - mean) / std of [0, 1] pixels, or, when
+    `zca` is set, ZCA whitening (which replaces the mean/std normalisation). One object for the memory, the data
+    and the pictures, so nothing restates the statistics."""
+
+    mean: list[float]
+    std: list[float]
+    zca: ZCA | None = None
+
+    def __post_init__(self):
+        self.mean, self.std = [float(v) for v in self.mean], [float(v) for v in self.std]
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean and std need one value per channel each, got {self.mean} and {self.std}")
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    def apply(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[0, 1] float pixels (N, C, H, W) -> this space (normalised, or whitened)."""
+        if pixels.dim() != 4 or pixels.shape[1] != self.channels:
+            raise ValueError(f"pixels must be (N, {self.channels}, H, W), got {tuple(pixels.shape)}")
+        if self.zca is not None:
+            return self.zca.whiten(pixels.cpu()).to(pixels.device)
+        shape = (1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=pixels.dtype, device=pixels.device).view(shape)
+        std = torch.tensor(self.std, dtype=pixels.dtype, device=pixels.device).view(shape)
+        return (pixels - mean) / std
+
+    def to_viewable(self, images: torch.Tensor, stretch: bool = False) -> torch.Tensor:
+        """Images of this space -> [0, 1] pixels. ZCA-whitened images lost their per-image mean and norm, so they
+        are always stretched per image; with `stretch`, normalised ones are too (distilled images often use only a
+        sliver of the range, and would look black)."""
+        if self.zca is not None:
+            images, stretch = self.zca.unwhiten(images.detach().float().cpu()).to(images.device), True
+        else:
+            shape = (1, -1, 1, 1)
+            mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(shape)
+            std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(shape)
+            images = images * std + mean
+        if not stretch:
+            return images.clamp(0, 1)
+        flat = images.flatten(1)
+        lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+        return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view(images.shape)
+
+    def differences(self, other: "PixelSpace") -> list[str]:
+        """What differs between two spaces (empty when they are the same), for error messages."""
+        mine, theirs = (self.zca.regularization if self.zca else None), (other.zca.regularization if other.zca else None)
+        if mine != theirs:
+            return [f"ZCA regulariser {mine} vs {theirs}"]
+        if self.zca is not None and not torch.equal(self.zca.scales.cpu(), other.zca.scales.cpu()):
+            return ["a different ZCA whitening (fitted on other data)"]
+        if self.zca is None and (len(self.mean) != len(other.mean) or any(
+                abs(a - b) > 1e-6 for a, b in zip(self.mean + self.std, other.mean + other.std))):
+            return [f"normalisation mean {self.mean} std {self.std} vs mean {other.mean} std {other.std}"]
+        return []
+
+
 @dataclass
 class ImageClassificationData:
     """A split as tensors: `images` (N, C, H, W) float32 normalised (or ZCA-whitened), `labels` (N,) int64."""
@@ -115,6 +200,8 @@ class ImageClassificationData:
     name: str = ""
     split: str = ""
     zca: ZCA | None = None
+    source: dict[str, Any] | None = None
+    """How it was loaded (a `DataConfig` as a dict), so a run can record and reload its data."""
     _per_class: list[torch.Tensor] | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -135,6 +222,14 @@ class ImageClassificationData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def space(self) -> PixelSpace:
+        return PixelSpace(self.mean, self.std, self.zca)
+
+    def to(self, device: torch.device | str) -> "ImageClassificationData":
+        """The same split with its tensors on `device`."""
+        return replace(self, images=self.images.to(device), labels=self.labels.to(device), _per_class=None)
 
     def per_class_indices(self) -> list[torch.Tensor]:
         """Indices of each class's examples, for class-balanced sampling."""
@@ -358,13 +453,21 @@ def load_image_dataset(
 
 
 def load_train_test(
-    name: str, test_split: str | None = None, zca: "ZCA | float | bool | None" = None, **kwargs: Any
+    name: str,
+    test_split: str | None = None,
+    zca: "ZCA | float | bool | None" = None,
+    space: PixelSpace | None = None,
+    **kwargs: Any,
 ) -> tuple[ImageClassificationData, ImageClassificationData]:
     """The training split and the held-out test split (the Hub's `test`, or `valid` for Tiny-ImageNet), with the
     training statistics applied to both. `zca`: None uses the paper's choice for the dataset (CIFAR-10/100 with
     regulariser 0.1, SVHN 100, others none), False turns it off, a number sets the regulariser, a fitted ZCA
-    (e.g. a loaded memory's) is applied as it is."""
+    is applied as it is. `space` (e.g. a loaded memory's `pixel_space()`) puts both splits in that space instead."""
     spec = spec_for(name)
+    if space is not None:
+        zca = space.zca if space.zca is not None else False
+        if space.zca is None:
+            kwargs.update(mean=space.mean, std=space.std)
     if zca is None:
         zca = spec.zca if spec is not None else None
     elif zca is True:
@@ -375,3 +478,39 @@ def load_train_test(
     if test.class_names != train.class_names:
         raise ValueError(f"train and test splits of {name} name different classes: {train.class_names} vs {test.class_names}")
     return train, test
+
+
+def parse_zca(text: str | None) -> float | bool | None:
+    """The --zca option: None (the paper's choice for the dataset), `off`, or a regulariser."""
+    if text is None:
+        return None
+    if str(text).lower() in ("off", "none", "false", "0"):
+        return False
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"zca must be a positive regulariser or `off`, got {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"zca must be a positive regulariser or `off`, got {text!r}")
+    return value
+
+
+@dataclass
+class DataConfig:
+    """Which dataset to distil and how to read it."""
+
+    dataset: str = field(default=DIGITS, metadata={"help": "Hub id (e.g. ylecun/mnist), a local folder laid out like a Hub repo or written by save_to_disk, or `digits` (scikit-learn's 8x8 digits, embedded, offline)."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Dataset config name (e.g. cropped_digits for SVHN; known for the paper's benchmarks)."})
+    image_column: str | None = field(default=None, metadata={"help": "Column holding the images (detected when omitted)."})
+    label_column: str | None = field(default=None, metadata={"help": "Column holding the labels (detected when omitted)."})
+    zca: str | None = field(default=None, metadata={"help": "ZCA whitening: a regulariser, `off`, or omit for the paper's choice (CIFAR-10/100 0.1, SVHN 100, none for the others)."})
+
+    def __post_init__(self):
+        parse_zca(self.zca)  # fail before any loading
+
+    def load(self) -> tuple[ImageClassificationData, ImageClassificationData]:
+        """(train, test) split as normalised (or whitened) tensors, each recording this config as its source."""
+        train, test = load_train_test(self.dataset, config_name=self.dataset_config, image_column=self.image_column,
+                                      label_column=self.label_column, zca=parse_zca(self.zca))
+        source = asdict(self)
+        return replace(train, source=source), replace(test, source=source)

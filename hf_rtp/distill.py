@@ -5,31 +5,35 @@ averaged with an explicit all-reduce (DDP cannot do double backward), so paramet
 rank. All randomness of an unroll comes from a generator seeded by (seed, step, unroll id): a run is
 reproducible, a resumed run continues exactly, and N processes x L unrolls draw the same unrolls as 1 process x
 N*L (equal to float rounding; bit for bit with 2 ranks and the same thread count, where the sums are the same).
-Only the main process validates; the others wait at the next all-reduce.
+Only the main process validates and writes (through `RunDirectory`); the others wait at the next all-reduce.
 """
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import math
 import os
-import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
-from typing import Any
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .augment import Augmentation, identity, parse_strategy
+from .configuration_memory import MemoryOptions
 from .data import ImageClassificationData
-from .evaluate import EvalConfig, accuracy, train_from_scratch
-from .learners import ConvNet, functional_learner
+from .evaluate import EvalConfig, accuracy, evaluate_memory, train_from_scratch
+from .learners import ConvNet
 from .modeling_memory import AddressableMemory
-from .unroll import InnerStep, _Flat, real_batch_loss, unroll
+from .run_dir import RunDirectory
+from .unroll import InnerLoop
+
+TRACKERS = ("none", "tensorboard", "wandb", "trackio")
+# The package each tracker needs (import name), checked before any work starts.
+_TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
 
 
 @dataclass
@@ -49,7 +53,7 @@ class DistillConfig:
     augment: str | None = field(default=None, metadata={"help": "Differentiable augmentation drawn once per unroll and applied to every inner step's recalled images and to the real batch: DSA ops joined by _ (e.g. flip_rotate, the paper's CIFAR setting) or a named strategy (cifar, dsa, digits); None for none."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the per-step work of the unroll and the validation networks (about 1.5x faster on CPU after a one-off compile of under a minute; needs a C++ compiler or Triton)."})
     inner_loops: int = field(default=1, metadata={"help": 'Independent unrolls per process per outer step, averaged.'})
-    optimizer: str = field(default="sgd", metadata={"help": "Outer optimizer for bases and addressing: `sgd` (the authors') or `adam`."})
+    optimizer: Literal["sgd", "adam"] = field(default="sgd", metadata={"help": "Outer optimizer for bases and addressing: `sgd` (the authors') or `adam`."})
     lr: float = field(default=0.1, metadata={"help": 'Outer learning rate.'})
     momentum: float = field(default=0.5, metadata={"help": 'Outer SGD momentum (ignored by Adam).'})
     clip_grad_norm: float | None = field(default=2.0, metadata={"help": 'Clip the meta-gradient norm (None: no clipping).'})
@@ -64,15 +68,20 @@ class DistillConfig:
     resume: bool = field(default=False, metadata={"help": 'Continue from the latest checkpoint in `output_dir`.'})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh even if `output_dir` holds an earlier run's checkpoints (they are deleted)."})
     seed: int = field(default=0, metadata={"help": 'Seed of everything random (learner inits, class and image sampling, validation split).'})
-    progress: bool = field(default=True, metadata={"help": 'Show a tqdm progress bar.'})
+    final_models: int = field(default=10, metadata={"help": "Networks trained from scratch on the best memory for the final test evaluation, when a test split is given (0: none)."})
+    final_epochs: int = field(default=300, metadata={"help": "Epochs of each final evaluation network."})
+    push_to_hub: str | None = field(default=None, metadata={"help": "Hub repo id to upload the final memory to (with its model card and pictures)."})
+    push_dataset: bool = field(default=False, metadata={"help": "With push_to_hub, also upload the recalled Dataset to <repo_id>-recalled."})
+    report_to: Literal["none", "tensorboard", "wandb", "trackio"] = field(default="none", metadata={"help": "Also send the metrics to this Accelerate tracker (they always go to metrics.jsonl)."})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def __post_init__(self):
         positive = ("steps", "unroll_steps", "real_per_class", "synthetic_per_class", "inner_loops", "learner_width",
-                    "eval_models", "eval_epochs", "eval_width", "keep_checkpoints")
+                    "eval_models", "eval_epochs", "eval_width", "keep_checkpoints", "final_epochs")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eval_every", "checkpoint_every", "seed"):
+        for name in ("eval_every", "checkpoint_every", "seed", "final_models"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.classes_per_step is not None and self.classes_per_step < 1:
@@ -89,12 +98,21 @@ class DistillConfig:
             raise ValueError(f"window must be >= 1, got {self.window}")
         if self.random_window and self.window is None:
             raise ValueError("random_window needs a window")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be positive (None: no time limit), got {self.max_minutes}")
+        if self.report_to not in TRACKERS:
+            raise ValueError(f"report_to must be one of {TRACKERS}, got {self.report_to!r}")
+        if self.report_to != "none" and importlib.util.find_spec(_TRACKER_PACKAGES[self.report_to]) is None:
+            package = _TRACKER_PACKAGES[self.report_to]
+            raise ValueError(f"report_to={self.report_to!r} needs the `{package}` package: pip install {package}")
+        if self.push_dataset and not self.push_to_hub:
+            raise ValueError("push_dataset needs push_to_hub (the memory's repo id)")
         parse_strategy(self.augment)  # fail early on an unknown op
 
 
 # Fields that may change between a run and its resumption without changing what is computed.
-_RESUMABLE_CHANGES = {"steps", "max_minutes", "resume", "overwrite_output_dir", "output_dir", "progress", "checkpoint_every",
-                      "keep_checkpoints"}
+RESUMABLE_CHANGES = {"steps", "max_minutes", "resume", "overwrite_output_dir", "output_dir", "progress", "checkpoint_every",
+                     "keep_checkpoints", "final_models", "final_epochs", "push_to_hub", "push_dataset", "report_to"}
 
 
 def unroll_generator(seed: int, step: int, unroll_id: int) -> torch.Generator:
@@ -103,58 +121,60 @@ def unroll_generator(seed: int, step: int, unroll_id: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
-def check_same_space(memory: AddressableMemory, data: ImageClassificationData) -> None:
-    """The memory's pixels must live where the data's do: same classes, normalisation and ZCA, else its recall,
-    pictures and evaluation would be silently wrong. `AddressableMemory.for_dataset` makes a matching memory."""
-    config, problems = memory.config, []
-    if config.class_names != data.class_names:
-        problems.append(f"classes {config.class_names[:4]}... vs the data's {data.class_names[:4]}...")
-    data_zca = data.zca.regularization if data.zca is not None else None
-    if config.zca_regularization != data_zca:
-        problems.append(f"ZCA regulariser {config.zca_regularization} vs the data's {data_zca}")
-    elif data.zca is not None and not torch.equal(memory.zca_scales.cpu(), data.zca.scales):
-        problems.append("a different ZCA whitening (fitted on other data)")
-    elif data.zca is None and (any(abs(a - b) > 1e-6 for a, b in zip(config.mean, data.mean)) or
-                               any(abs(a - b) > 1e-6 for a, b in zip(config.std, data.std))):
-        problems.append(f"normalisation mean {config.mean} std {config.std} vs the data's {data.mean} {data.std}")
-    if problems:
-        raise ValueError("the memory and the dataset disagree: " + "; ".join(problems) +
-                         ". Build the memory with AddressableMemory.for_dataset(data, ...)")
+def run_settings(config: DistillConfig, memory: AddressableMemory, train: ImageClassificationData) -> dict[str, dict[str, Any]]:
+    """Every option of a run, as `settings.json` records it: how the data was loaded, how the memory was sized,
+    and the DistillConfig. `hf-rtp distill --resume` rebuilds the run from it."""
+    return {"data": dict(train.source or {"dataset": train.name}), "memory": asdict(MemoryOptions.of(memory.config)),
+            "distill": asdict(config)}
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _launch_warnings(accelerator) -> list[str]:
+    """Launch settings that would silently do something other than asked."""
+    found = []
+    if accelerator.mixed_precision != "no":
+        found.append(f"mixed precision {accelerator.mixed_precision!r} is ignored: distillation runs in float32 (the "
+                     "meta-gradient through a long unroll needs it)")
+    if (os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") and "MASTER_PORT" in os.environ
+            and "WORLD_SIZE" not in os.environ and accelerator.num_processes == 1):
+        found.append("`accelerate launch --cpu --num_processes N` started a single process; for N CPU processes use "
+                     "`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N`")
+    return found
 
 
 class Distiller:
-    """Trains `memory` on `train` (a held-out share becomes the validation set). `train()` returns the memory
-    with the best validation accuracy seen, also saved to `<output_dir>/memory`."""
+    """Trains `memory` on `train` (a held-out share becomes the validation set) and leaves the run in
+    `config.output_dir` (see `RunDirectory`). `train()` returns the memory with the best validation accuracy seen;
+    given `test`, it is evaluated there first, so `<output_dir>/memory` carries the measured accuracy on its card."""
 
     def __init__(
         self,
         config: DistillConfig,
         memory: AddressableMemory,
         train: ImageClassificationData,
+        test: ImageClassificationData | None = None,
         validation: ImageClassificationData | None = None,
         accelerator=None,
     ):
         from accelerate import Accelerator
 
-        if tuple(train.image_shape) != tuple(memory.config.image_shape):
-            raise ValueError(f"dataset images are {train.image_shape} but the memory recalls {tuple(memory.config.image_shape)}")
-        if train.num_classes != memory.config.num_classes:
-            raise ValueError(f"dataset has {train.num_classes} classes but the memory has {memory.config.num_classes}")
+        memory.check_data(train)
+        if test is not None:
+            memory.check_data(test)
         if memory.config.query_dim != memory.config.num_classes:
             raise ValueError("the Distiller trains memories addressed by class labels (query_dim == classes)")
-        check_same_space(memory, train)
         self.config = config
-        self.accelerator = accelerator or Accelerator()
+        self.accelerator = accelerator or Accelerator(
+            log_with=None if config.report_to == "none" else config.report_to, project_dir=config.output_dir)
+        if self.accelerator.is_main_process:
+            for line in _launch_warnings(self.accelerator):
+                warnings.warn(line, stacklevel=2)
         self.device = self.accelerator.device
+        self.run = RunDirectory(config.output_dir)
+        self.settings = run_settings(config, memory, train)
+        self.test, self.full_train = test, train
         if validation is None:
             train, validation = train.split_validation(config.validation_fraction, seed=config.seed)
-        self.train_data = replace(train, images=train.images.to(self.device), labels=train.labels.to(self.device), _per_class=None)
+        self.train_data = train.to(self.device)
         self.validation = validation
         self.memory = memory.to(self.device).train()
         if self.accelerator.num_processes > 1:
@@ -163,16 +183,15 @@ class Distiller:
             for p in self.memory.parameters():  # start every rank from rank 0's memory
                 p.data.copy_(broadcast(p.data.clone(), from_process=0))
         c, h, w = memory.config.image_shape
-        self.learner = ConvNet(c, memory.config.num_classes, (h, w), width=config.learner_width, depth=config.learner_depth).to(self.device)
-        self.learner_fn = functional_learner(self.learner)
+        learner = ConvNet(c, memory.config.num_classes, (h, w), width=config.learner_width, depth=config.learner_depth)
         # Built once, so compiled step functions are reused by every unroll.
-        self.inner_step = InnerStep(self.learner_fn, _Flat(list(self.learner.parameters())), compile=config.compile)
+        self.inner = InnerLoop(learner.to(self.device), lr=config.inner_lr, momentum=config.inner_momentum,
+                               window=config.window, compile=config.compile)
         params = list(self.memory.parameters())
         if config.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=config.lr)
         else:
             self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
-        self.output_dir = Path(config.output_dir)
         self.step = 0
         self.elapsed = 0.0
         self.best: dict[str, Any] = {"accuracy": -1.0, "step": -1, "state": None}
@@ -189,34 +208,14 @@ class Distiller:
         real_x, real_y = self.train_data.sample(classes.tolist(), cfg.real_per_class, generator)
         # One op and one draw per unroll, shared by every inner step and the real batch (DSA's Siamese use).
         augment = Augmentation.draw(cfg.augment, 1, generator, shared=True) or identity
-        real_x = augment(real_x)
-        init = [p.to(self.device) for p in self.learner.init_params(generator)]
+        init = self.inner.init_params(generator)
         r = mcfg.images_per_query
         s = min(cfg.synthetic_per_class, r)
         steps = cfg.unroll_steps
         if cfg.random_window:
             steps = int(torch.randint(min(cfg.window, steps), steps + 1, (1,), generator=generator))
         picks = torch.stack([torch.rand(k, r, generator=generator).argsort(1)[:, :s] for _ in range(steps)]).to(self.device)
-        classes = classes.to(self.device)
-        labels = classes.repeat_interleave(s)
-
-        def step_data(t: int):
-            return augment(self.memory.images_for_labels(classes, picks[t])), labels
-
-        result = unroll(
-            self.learner_fn,
-            init,
-            step_data,
-            list(self.memory.parameters()),
-            # Chunks the size of an inner minibatch reuse its compiled shape; on a CPU small chunks are also faster
-            # per image (cache), on a GPU one big batch is.
-            real_batch_loss(self.learner_fn, real_x, real_y, chunk=len(labels) if self.device.type == "cpu" else len(real_y)),
-            steps,
-            lr=cfg.inner_lr,
-            momentum=cfg.inner_momentum,
-            window=cfg.window,
-            inner_step=self.inner_step,
-        )
+        result = self.inner.unroll_memory(self.memory, classes.to(self.device), picks, augment(real_x), real_y, init, augment)
         return result.loss, result.grads
 
     def meta_step(self) -> dict[str, float]:
@@ -271,89 +270,40 @@ class Distiller:
 
     # ---- checkpoints ------------------------------------------------------------------------------------
 
-    def _checkpoint_dir(self) -> Path:
-        return self.output_dir / "checkpoints"
-
-    def _checkpoints(self) -> list[Path]:
-        """Finished checkpoint folders, oldest step first."""
-        root = self._checkpoint_dir()
-        found = [p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()] if root.exists() else []
-        return sorted(found, key=lambda p: int(p.name[5:]))
-
-    def _latest(self) -> Path | None:
-        latest = self._checkpoint_dir() / "latest"
-        return self._checkpoint_dir() / latest.read_text().strip() if latest.exists() else None
-
-    def save_checkpoint(self) -> Path:
-        """Write memory, optimizer, step, clock and best-so-far to a new folder, then point `latest` at it.
-
-        The folder is complete before its name appears, and `latest` is replaced atomically, so a run killed at
-        any moment resumes from the last finished checkpoint."""
-        root = self._checkpoint_dir()
-        final = root / f"step-{self.step:07d}"
-        if self.accelerator.is_main_process and self._latest() != final:  # the same step twice holds the same state
-            root.mkdir(parents=True, exist_ok=True)
-            tmp = root / f".{final.name}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            save_file({k: v.contiguous() for k, v in self.memory.state_dict().items()}, tmp / "memory.safetensors")
-            if self.best["state"] is not None:
-                save_file(self.best["state"], tmp / "best.safetensors")
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-            state = {"step": self.step, "elapsed": self.elapsed, "best_accuracy": self.best["accuracy"],
-                     "best_step": self.best["step"], "validated_step": self.validated_step,
-                     "config": asdict(self.config), "memory_config": self.memory.config.to_dict()}
-            (tmp / "state.json").write_text(json.dumps(state, indent=1, default=str))
-            shutil.rmtree(final, ignore_errors=True)  # a leftover of an overwritten run, never the latest
-            os.replace(tmp, final)
-            _atomic_write_text(root / "latest", final.name)
-            for old in self._checkpoints()[: -self.config.keep_checkpoints]:
-                if old != final:
-                    shutil.rmtree(old, ignore_errors=True)
+    def save_checkpoint(self) -> None:
+        """Memory, optimizer, step, clock and best-so-far, written by the main process (see RunDirectory)."""
+        if self.accelerator.is_main_process:
+            state = {"elapsed": self.elapsed, "best_accuracy": self.best["accuracy"], "best_step": self.best["step"],
+                     "validated_step": self.validated_step}
+            self.run.save_checkpoint(self.step, self.memory.state_dict(), self.optimizer.state_dict(), self.best["state"],
+                                     state, keep=self.config.keep_checkpoints)
         self.accelerator.wait_for_everyone()
-        return final
+
+    def _check_resumable(self, saved: dict[str, dict[str, Any]], where: str) -> None:
+        """A resume must continue the same computation: same memory layout, same settings but the harmless ones."""
+        if saved["memory"] != self.settings["memory"]:
+            raise ValueError(f"{where} holds a different memory layout ({saved['memory']} vs {self.settings['memory']}); "
+                             f"resume with the options of the run that wrote it, or start afresh in another output_dir")
+        changed = [f.name for f in fields(self.config)
+                   if f.name not in RESUMABLE_CHANGES and saved["distill"].get(f.name) != getattr(self.config, f.name)]
+        if changed:
+            raise ValueError(f"resuming {where} with different settings would not continue the same run: {changed}")
 
     def load_checkpoint(self) -> bool:
         """Restore the latest checkpoint in output_dir; False when there is none."""
-        folder = self._latest()
-        if folder is None:
+        checkpoint = self.run.load_checkpoint(self.device)
+        if checkpoint is None:
             return False
-        state = json.loads((folder / "state.json").read_text())
-        if state["memory_config"]["image_shape"] != self.memory.config.image_shape or any(
-            state["memory_config"][k] != getattr(self.memory.config, k) for k in ("num_bases", "images_per_query", "downsample", "addressing")
-        ):
-            raise ValueError(f"checkpoint {folder} holds a different memory layout; resume with the options of the run that "
-                             f"wrote it, or start afresh in another output_dir")
-        changed = [f.name for f in fields(self.config)
-                   if f.name not in _RESUMABLE_CHANGES and state["config"].get(f.name) != getattr(self.config, f.name)]
-        if changed:
-            raise ValueError(f"resuming {folder} with different settings would not continue the same run: {changed}")
-        self.memory.load_state_dict({k: v.to(self.device) for k, v in load_file(folder / "memory.safetensors").items()})
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
+        saved = self.run.read_settings()
+        if saved is not None:
+            self._check_resumable(saved, str(self.run.path))
+        self.memory.load_state_dict(checkpoint.memory)
+        self.optimizer.load_state_dict(checkpoint.optimizer)
+        state = checkpoint.state
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.validated_step = state.get("validated_step", -1)
-        best_file = folder / "best.safetensors"
-        self.best = {"accuracy": state["best_accuracy"], "step": state["best_step"],
-                     "state": load_file(best_file, device=str(self.device)) if best_file.exists() else None}
+        self.best = {"accuracy": state["best_accuracy"], "step": state["best_step"], "state": checkpoint.best}
         return True
-
-    # ---- metrics ------------------------------------------------------------------------------------------
-
-    def _metrics_path(self) -> Path:
-        return self.output_dir / "metrics.jsonl"
-
-    def _trim_metrics(self) -> None:
-        """After a resume, drop log lines of steps that will be run again, and end-of-run validations."""
-        path = self._metrics_path()
-        if self.accelerator.is_main_process and path.exists():
-            lines = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-            kept = [l for l in lines if l["step"] <= self.step and not l.get("final")]
-            _atomic_write_text(path, "".join(json.dumps(l) + "\n" for l in kept))
-
-    def _log(self, metrics: dict[str, Any]) -> None:
-        if self.accelerator.is_main_process:
-            with self._metrics_path().open("a") as f:
-                f.write(json.dumps(metrics) + "\n")
 
     # ---- the loop -----------------------------------------------------------------------------------------
 
@@ -367,20 +317,34 @@ class Distiller:
         return stop
 
     def prepare(self) -> None:
-        """Resume from output_dir's latest checkpoint (with `resume`), or check it holds no earlier run. `train()`
-        calls it; call it first to act between that check and the training (the CLI saves its settings there)."""
+        """Resume from output_dir's latest checkpoint (with `resume`), or start afresh there (refusing to mix with an
+        earlier run's checkpoints) and record the run's settings. `train()` calls it."""
         if self._prepared:
             return
+        resumed = self.config.resume and self.load_checkpoint()
         if self.accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+            if resumed:
+                self.run.trim_metrics(self.step)
+            else:
+                self.run.clear(overwrite=self.config.overwrite_output_dir)
+                self.run.write_settings(self.settings)
+            if self.config.report_to != "none":
+                flat = {f"{section}.{k}": v for section, values in self.settings.items() for k, v in values.items()}
+                self.accelerator.init_trackers(self.run.path.name, config={k: v for k, v in flat.items()
+                                                                           if isinstance(v, (int, float, str, bool))})
         self.accelerator.wait_for_everyone()
-        if self.config.resume and self.load_checkpoint():
-            self._trim_metrics()
-        else:
-            self._start_afresh()
         self._prepared = True
 
+    def _log(self, metrics: dict[str, Any]) -> None:
+        if self.accelerator.is_main_process:
+            self.run.log(metrics)
+            if self.config.report_to != "none":
+                self.accelerator.log({k: v for k, v in metrics.items() if k != "step" and not isinstance(v, bool)},
+                                     step=metrics["step"])
+
     def train(self) -> AddressableMemory:
+        """Run the outer loop to `steps` (or `max_minutes`), then keep the best memory by validation, evaluate it on
+        `test` when given, save it to <output_dir>/memory with its card and pictures, and push it if asked."""
         cfg = self.config
         self.prepare()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="distill", disable=not (cfg.progress and self.accelerator.is_main_process))
@@ -407,24 +371,22 @@ class Distiller:
             metrics = {"step": self.step, "final": True}
             self._record_validation(metrics)
             self._log(metrics)
-        return self._finish()
-
-    def _start_afresh(self) -> None:
-        """A new run: refuse to mix with an earlier run's checkpoints unless told to overwrite them."""
+        memory = self._finish()
         if self.accelerator.is_main_process:
-            if self._checkpoints() or self._latest() is not None:
-                if not self.config.overwrite_output_dir:
-                    raise FileExistsError(
-                        f"{self._checkpoint_dir()} holds checkpoints of an earlier run: pass resume=True (--resume) to "
-                        f"continue it, overwrite_output_dir=True (--overwrite-output-dir) to delete them, or another output_dir"
-                    )
-                shutil.rmtree(self._checkpoint_dir())
-            if self._metrics_path().exists():
-                self._metrics_path().unlink()
+            if self.test is not None and cfg.final_models:
+                evaluate_memory(memory, self.test, EvalConfig(models=cfg.final_models, epochs=cfg.final_epochs,
+                                width=cfg.eval_width, seed=cfg.seed, augment=cfg.augment, progress=cfg.progress),
+                                train=self.full_train, device=self.device)
+            self.run.save_memory(memory)
+            if cfg.push_to_hub:
+                memory.push_to_hub(cfg.push_to_hub, push_dataset=cfg.push_dataset)
+            if cfg.report_to != "none":
+                self.accelerator.end_training()
         self.accelerator.wait_for_everyone()
+        return memory
 
     def _finish(self) -> AddressableMemory:
-        """Load the best-by-validation state, record how it was made, save it as <output_dir>/memory."""
+        """Load the best-by-validation state and record how it was made (shown on the model card)."""
         best = self.best
         if self.accelerator.num_processes > 1:
             # Only the main process validated: give every rank its choice.
@@ -450,13 +412,4 @@ class Distiller:
             "minutes": round(self.elapsed / 60, 2),
             "seed": self.config.seed,
         }
-        self.memory.eval()
-        if self.accelerator.is_main_process:
-            target = self.output_dir / "memory"
-            tmp = self.output_dir / ".memory.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.memory.save_pretrained(tmp)
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(tmp, target)
-        self.accelerator.wait_for_everyone()
-        return self.memory
+        return self.memory.eval()

@@ -1,6 +1,6 @@
 """The evaluation protocol: train fresh networks from scratch on a (recalled) set, test on held-out data.
 
-Defaults follow the authors' code (DESIGN.md sec 3): 10 ConvNets x 300 epochs, SGD lr 0.01 momentum 0.9,
+Defaults follow the authors' code: 10 ConvNets x 300 epochs, SGD lr 0.01 momentum 0.9,
 batch 640, no weight decay, no schedule; report mean +- std. The same function scores random real images of
 the same storage budget, the baseline every distilled set has to beat.
 """
@@ -11,7 +11,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -19,25 +19,24 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+import datasets
+
 from .augment import batch_augmenter
 from .data import ImageClassificationData
 from .learners import ConvNet, Resized, create_learner
-
-if TYPE_CHECKING:
-    import datasets
-
-    from .modeling_memory import AddressableMemory
+from .modeling_memory import AddressableMemory
+from .options import flags
 
 
 @dataclass
 class EvalConfig:
     models: int = field(default=10, metadata={"help": "Fresh networks trained per evaluation (the paper uses 20, the authors' code 10)."})
     epochs: int = field(default=300, metadata={"help": 'Training epochs over the evaluated set.'})
-    optimizer: str = field(default="sgd", metadata={"help": "`sgd` (the RTP protocol) or `adamw` (what from-scratch ViTs need)."})
+    optimizer: Literal["sgd", "adamw"] = field(default="sgd", metadata={"help": "`sgd` (the RTP protocol) or `adamw` (what from-scratch ViTs need)."})
     lr: float = field(default=0.01, metadata={"help": 'Peak learning rate.'})
     momentum: float = field(default=0.9, metadata={"help": 'SGD momentum (ignored by AdamW).'})
     weight_decay: float = field(default=0.0, metadata={"help": 'Weight decay (0 in the RTP protocol; DC/DSA use 5e-4 with SGD).'})
-    schedule: str = field(default="constant", metadata={"help": "Learning-rate schedule after warm-up: `constant` (the RTP protocol) or `cosine` (to 0)."})
+    schedule: Literal["constant", "cosine"] = field(default="constant", metadata={"help": "Learning-rate schedule after warm-up: `constant` (the RTP protocol) or `cosine` (to 0)."})
     warmup_epochs: int = field(default=0, metadata={"help": 'Linear learning-rate warm-up over this many epochs.'})
     standardize: bool = field(default=False, metadata={"help": "Rescale the training images per channel to zero mean and unit std over the set, the scale the normalised test data has. Distilled images can drift to any contrast because the ConvNet's instance norm ignores it; students without that invariance (BatchNorm ResNets, ViTs) need it back."})
     input_size: int | None = field(default=None, metadata={"help": "Bilinearly resize images to this many pixels a side before the network, in training and testing (e.g. 128 for a stride-32 ResNet on 28 px images); None keeps them."})
@@ -50,9 +49,7 @@ class EvalConfig:
     micro_batch: int | None = field(default=None, metadata={"help": "Accumulate each ConvNet minibatch's gradient over micro-batches of this size: the same update, less cache pressure (faster on a CPU, e.g. 64)."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the training networks (about 1.5x faster on CPU; compiled once per shape and reused across models)."})
     test_batch_size: int = field(default=1024, metadata={"help": 'Batch size when testing.'})
-    progress: bool = True
-    """Show a tqdm bar over the models."""
-
+    progress: bool = field(default=True, metadata={"help": "Show progress bars (models, and epochs within each)."})
 
     def __post_init__(self):
         for name in ("models", "epochs", "batch_size", "test_batch_size"):
@@ -135,7 +132,8 @@ def train_from_scratch(
     optimizer, schedule = _optimizer_and_schedule(net, config, math.ceil(n / config.batch_size))
     generator = torch.Generator().manual_seed(seed)
     augment = batch_augmenter(config.augment, generator)
-    for _ in range(config.epochs):
+    epochs = tqdm(range(config.epochs), desc=f"train model (seed {seed})", disable=not config.progress, leave=False)
+    for _ in epochs:
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, config.batch_size):
             rows = order[start : start + config.batch_size]
@@ -194,7 +192,7 @@ def evaluate_images(
     )
 
 
-def dataset_tensors(dataset: "datasets.Dataset") -> tuple[torch.Tensor, torch.Tensor]:
+def dataset_tensors(dataset: datasets.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """(pixel_values, label) tensors of a recalled Dataset."""
     missing = {"pixel_values", "label"} - set(dataset.column_names)
     if missing:
@@ -203,7 +201,7 @@ def dataset_tensors(dataset: "datasets.Dataset") -> tuple[torch.Tensor, torch.Te
     return torch_view["pixel_values"].float(), torch_view["label"].long()
 
 
-def recalled_tensors(memory: "AddressableMemory") -> tuple[torch.Tensor, torch.Tensor]:
+def recalled_tensors(memory: AddressableMemory) -> tuple[torch.Tensor, torch.Tensor]:
     """Every class's recalled images and labels (eqn 2), as float32 CPU tensors with no graph."""
     with torch.no_grad():
         images, labels = memory(labels=torch.arange(memory.config.num_classes, device=memory.device))
@@ -211,11 +209,9 @@ def recalled_tensors(memory: "AddressableMemory") -> tuple[torch.Tensor, torch.T
 
 
 def evaluate_recalled(
-    recalled: "datasets.Dataset | AddressableMemory", test: ImageClassificationData, config: EvalConfig | None = None, device=None
+    recalled: datasets.Dataset | AddressableMemory, test: ImageClassificationData, config: EvalConfig | None = None, device=None
 ) -> EvalResult:
     """Score a recalled Dataset (or a memory, recalled on the fly) with the retrain-from-scratch protocol."""
-    from .modeling_memory import AddressableMemory
-
     if isinstance(recalled, AddressableMemory):
         images, labels = recalled_tensors(recalled)
     else:
@@ -229,25 +225,13 @@ def random_real(train: ImageClassificationData, ipc: float, seed: int = 0) -> tu
     return train.sample(range(train.num_classes), per_class, torch.Generator().manual_seed(seed))
 
 
-def reproduce_command(record: dict[str, Any], memory: str) -> str:
-    """The `hf-rtp evaluate` command that repeats an evaluation record."""
-    p = record.get("protocol", {})
-    parts = [f"hf-rtp evaluate {memory}", f"--models {record['models']}", f"--epochs {record['epochs']}"]
-    for key, flag in (("learner", "--learner"), ("width", "--width"), ("seed", "--seed"), ("augment", "--augment"),
-                      ("optimizer", "--optimizer"), ("lr", "--lr"), ("momentum", "--momentum"), ("batch_size", "--batch-size"),
-                      ("weight_decay", "--weight-decay"), ("schedule", "--schedule"), ("warmup_epochs", "--warmup-epochs"),
-                      ("input_size", "--input-size"), ("standardize", "--standardize")):
-        if key in p and p[key] != getattr(EvalConfig, key, None):
-            parts.append(flag if p[key] is True else f"{flag} {p[key]}")
-    if p.get("learner_kwargs"):
-        parts.append(f"--learner-kwargs '{json.dumps(p['learner_kwargs'])}'")
-    if "random_real" not in record:
-        parts.append("--no-random-real")
-    return " ".join(parts)
+# Fields that decide the numbers (what `hf-rtp evaluate` needs to repeat them); the rest only change speed or output.
+PROTOCOL_FIELDS = ("models", "epochs", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
+                   "standardize", "input_size", "batch_size", "learner", "learner_kwargs", "width", "seed", "augment")
 
 
 def evaluate_memory(
-    memory: "AddressableMemory",
+    memory: AddressableMemory,
     test: ImageClassificationData,
     config: EvalConfig | None = None,
     train: ImageClassificationData | None = None,
@@ -264,11 +248,14 @@ def evaluate_memory(
         "learner": config.learner if not config.learner == "convnet" else f"ConvNet-{config.width}",
         "accuracy": distilled.summary(),
         # everything that decides the numbers, so `hf-rtp evaluate` can repeat them (see reproduce_command)
-        "protocol": {k: v for k, v in asdict(config).items() if k not in ("progress", "compile", "micro_batch", "test_batch_size")},
+        "protocol": {k: getattr(config, k) for k in PROTOCOL_FIELDS if k not in ("models", "epochs")},
+        "flags": [f"--models {config.models}", f"--epochs {config.epochs}",
+                  *flags(config, [k for k in PROTOCOL_FIELDS if k not in ("models", "epochs")])],
     }
-    if train is not None:
-        ipc = memory.config.ipc if memory.config.ipc is not None else memory.config.budget_ipc()
-        images, labels = random_real(train, ipc, config.seed)
+    if train is None:
+        record["flags"].append("--no-random-real")
+    else:
+        images, labels = random_real(train, memory.config.budget_ipc(), config.seed)
         baseline = evaluate_images(images, labels, test, config, device)
         record["random_real"] = baseline.summary()
         record["random_real_images"] = baseline.images

@@ -1,33 +1,48 @@
-"""Checked loading, model cards and push_to_hub for addressable memories."""
+"""Files of a saved memory and the Hub: checked loading, the model card, the recalled dataset's card, uploads.
+
+Everything here works from the config and files, not from the model object, so it sits below
+`modeling_memory` in the import graph; `AddressableMemory.save_pretrained` / `push_to_hub` call it, and every path
+that writes or pushes a memory goes through them.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import shlex
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, ModelCard, ModelCardData
 
 from .configuration_memory import AddressableMemoryConfig
-from .data import ALIASES, DIGITS, KNOWN_DATASETS
-from .evaluate import reproduce_command
-
-if TYPE_CHECKING:
-    from .modeling_memory import AddressableMemory
+from .data import ALIASES, DIGITS, KNOWN_DATASETS, spec_for
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
 CARD_TEMPLATE = "addressable_memory.md"
+DATASET_CARD_TEMPLATE = "recalled_dataset.md"
+PICTURES = ("recalled.png", "bases.png", "class_similarity.png")
 # Keyword arguments of from_pretrained that also locate files (local folder or Hub id).
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
 
 
+class CheckpointError(OSError):
+    """A saved memory is missing, corrupt, or does not match its config."""
+
+
+def _looks_local(path: str | os.PathLike) -> bool:
+    """A path rather than a Hub id: it exists, or it is written like a path (./x, /x, ~/x, a/b/c, x\\y)."""
+    text = str(path)
+    return os.path.exists(text) or text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
+
+
 def _resolve(path: str | os.PathLike, filename: str, kwargs: dict[str, Any]) -> str:
-    from .modeling_memory import CheckpointError
     from transformers.utils import cached_file
 
+    if not os.path.isdir(path) and _looks_local(path):
+        raise CheckpointError(f"no such folder: {path} (a saved memory is a folder, or a Hub id such as user/name)")
     if os.path.isdir(path):
         local = Path(path, kwargs.get("subfolder") or "", filename)
         if not local.is_file():
@@ -43,8 +58,6 @@ def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, k
     """Refuse weights that are missing, corrupt, or shaped unlike what `config` describes, naming the problem."""
     from safetensors import SafetensorError, safe_open
 
-    from .modeling_memory import CheckpointError
-
     weights = _resolve(path, WEIGHTS_NAME, kwargs)
     try:
         with safe_open(weights, framework="pt") as f:
@@ -55,7 +68,7 @@ def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, k
     if config.addressing == "learned":
         expected["addressing"] = (config.images_per_query, config.query_dim, config.num_bases)
     if config.zca_regularization is not None:
-        d = _image_floats(config)
+        d = config.image_floats
         expected["zca_eigenvectors"] = (d, d)
         expected["zca_scales"] = (d,)
     problems = [f"missing tensor {k!r} {shape}" for k, shape in expected.items() if k not in found]
@@ -71,7 +84,6 @@ def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, k
 
 def load_checked(loader: Callable, cls: type, path: str | os.PathLike, *args: Any, **kwargs: Any) -> "AddressableMemory":
     """Run transformers' from_pretrained after checking the files, so no tensor is silently re-initialised."""
-    from .modeling_memory import CheckpointError
 
     config = kwargs.get("config")
     if not isinstance(config, AddressableMemoryConfig):
@@ -100,7 +112,7 @@ def card_template(name: str = CARD_TEMPLATE) -> str:
         return (Path(__file__).resolve().parent.parent / "model_cards" / name).read_text()
 
 
-def _hub_dataset(name: str | None) -> str | None:
+def hub_dataset(name: str | None) -> str | None:
     """The Hub id of a dataset name (a known benchmark, a legacy alias, or owner/name), None for local data."""
     if not name or name == DIGITS or os.path.exists(name):
         return None
@@ -111,19 +123,50 @@ def _hub_dataset(name: str | None) -> str | None:
     return None
 
 
+def card_license(config: AddressableMemoryConfig) -> str:
+    """The memory's license: the config's, else its dataset's when known (a distilled set derives from it)."""
+    spec = spec_for(config.dataset_name) if config.dataset_name else None
+    return config.license or (spec.license if spec is not None and spec.license else "other")
+
+
 def _percent(stats: dict[str, Any] | None) -> str | None:
     if not stats:
         return None
     return f"{100 * stats['mean']:.2f} +- {100 * stats['std']:.2f}%"
 
 
-def model_card(memory: "AddressableMemory", repo_id: str | None = None, dataset_repo_id: str | None = None) -> ModelCard:
-    """The model card: metadata (with model-index results when evaluated) plus the template in model_cards/."""
-    config = memory.config
+def reproduce_command(record: dict[str, Any], memory: str) -> str:
+    """The `hf-rtp evaluate` command that repeats an evaluation record (its flags are stored with it)."""
+    flags = record.get("flags")
+    if flags is None:  # records written before the flags were stored: the protocol's values, spelled out
+        flags = [f"--models {record['models']}", f"--epochs {record['epochs']}"]
+        flags += [f"--{k.replace('_', '-')} {v}" for k, v in record.get("protocol", {}).items()
+                  if v not in (None, False, {}) and k not in ("models", "epochs")]
+        if "random_real" not in record:
+            flags.append("--no-random-real")
+    return " ".join([f"hf-rtp evaluate {shlex.quote(memory)}", *flags])
+
+
+def normalisation_text(config: AddressableMemoryConfig) -> str:
+    if config.zca_regularization is not None:
+        return (f"ZCA whitening (regulariser {config.zca_regularization:g} x mean eigenvalue; W is stored with the "
+                "memory, outside the budget, as preprocessing)")
+    return f"(x - mean) / std of [0, 1] pixels, mean {[round(v, 4) for v in config.mean]}, std {[round(v, 4) for v in config.std]}"
+
+
+def model_card(
+    config: AddressableMemoryConfig,
+    repo_id: str | None = None,
+    dataset_repo_id: str | None = None,
+    pictures: tuple[str, ...] = PICTURES,
+    tags: list[str] | None = None,
+) -> ModelCard:
+    """The model card: metadata (license, datasets, model-index results when evaluated) and the template in
+    model_cards/, filled from the config alone."""
     dataset = config.dataset_name or "unknown dataset"
-    hub_dataset = _hub_dataset(config.dataset_name)
+    dataset_id = hub_dataset(config.dataset_name)
     repo_id = repo_id or "path/to/this/memory"
-    model_name = repo_id.split("/")[-1]
+    model_name = repo_id.rstrip("/").split("/")[-1]
     evaluation = dict(config.evaluation or {})
     eval_results = None
     if evaluation.get("accuracy"):
@@ -134,7 +177,7 @@ def model_card(memory: "AddressableMemory", repo_id: str | None = None, dataset_
         eval_results = [
             EvalResult(
                 task_type="image-classification",
-                dataset_type=hub_dataset or dataset,
+                dataset_type=dataset_id or dataset,
                 dataset_name=dataset,
                 dataset_split=evaluation.get("split", "test"),
                 metric_type="accuracy",
@@ -144,24 +187,24 @@ def model_card(memory: "AddressableMemory", repo_id: str | None = None, dataset_
         ]
     else:
         evaluation = None
-    tags = ["hf_rtp", "dataset-distillation", "addressable-memory"]
     card_data = ModelCardData(
         library_name="hf_rtp",
-        tags=tags,
-        datasets=[d for d in (hub_dataset, dataset_repo_id) if d] or None,
+        license=card_license(config),
+        tags=["hf_rtp", "dataset-distillation", "addressable-memory", *(tags or [])],
+        datasets=[d for d in (dataset_id, dataset_repo_id) if d] or None,
         model_name=model_name,
         eval_results=eval_results,
     )
-    template = card_template()
     names = config.class_names
-    ipc = config.ipc if config.ipc is not None else config.budget_ipc()
+    ipc = config.budget_ipc()
     return ModelCard.from_template(
         card_data,
-        template_str=template,
+        template_str=card_template(),
         model_name=model_name,
         repo_id=repo_id,
         dataset=dataset,
-        dataset_link=f"https://huggingface.co/datasets/{hub_dataset}" if hub_dataset else None,
+        dataset_link=f"https://huggingface.co/datasets/{dataset_id}" if dataset_id else None,
+        dataset_repo_id=dataset_repo_id,
         num_classes=config.num_classes,
         class_preview=", ".join(names[:10]) + (", ..." if len(names) > 10 else ""),
         image_shape=tuple(config.image_shape),
@@ -173,82 +216,78 @@ def model_card(memory: "AddressableMemory", repo_id: str | None = None, dataset_
         query_dim=config.query_dim,
         total_images=config.images_per_query * config.num_classes,
         storage_floats=config.storage_floats(),
-        budget_floats=round(ipc * config.num_classes * _image_floats(config)),
+        budget_floats=config.budget_floats(),
         ipc=f"{ipc:g}",
-        normalisation=(
-            f"ZCA whitening (regulariser {config.zca_regularization:g} x mean eigenvalue; W is stored with the memory, "
-            "outside the budget, as preprocessing)"
-            if config.zca_regularization is not None
-            else f"(x - mean) / std, mean {[round(v, 4) for v in config.mean]}, std {[round(v, 4) for v in config.std]}"
-        ),
+        normalisation=normalisation_text(config),
         distillation=", ".join(f"{k}={v}" for k, v in (config.distillation or {}).items()) or None,
         evaluation=evaluation,
+        pictures=[p for p in pictures if p != "recalled.png"],
     )
 
 
-def _image_floats(config: AddressableMemoryConfig) -> int:
-    c, h, w = config.image_shape
-    return c * h * w
-
-
-def write_model_card(
-    memory: "AddressableMemory", folder: str | Path, repo_id: str | None = None, dataset_repo_id: str | None = None
-) -> Path:
-    """README.md (the model card) and recalled.png next to a saved memory."""
-    from .viz import save_recalled_grid
-
+def write_card(config: AddressableMemoryConfig, folder: str | Path, repo_id: str | None = None,
+               dataset_repo_id: str | None = None, tags: list[str] | None = None) -> Path:
+    """README.md (the model card) in `folder`, naming the pictures found there."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_recalled_grid(memory, folder / "recalled.png")
-    path = folder / "README.md"
-    model_card(memory, repo_id, dataset_repo_id).save(path)
+    pictures = tuple(p for p in PICTURES if (folder / p).exists())
+    path = folder / CARD_NAME
+    model_card(config, repo_id, dataset_repo_id, pictures, tags).save(path)
     return path
 
 
-def save_with_card(memory: "AddressableMemory", folder: str | Path) -> Path:
-    """save_pretrained plus the model card, recalled images, bases and (with learned addressing) the class-similarity
-    heatmap: what the CLI and the benchmarks leave next to every memory they distil."""
-    from .viz import save_bases, save_class_similarity
+def dataset_card(config: AddressableMemoryConfig, memory_repo_id: str, data: DatasetCardData | None = None) -> DatasetCard:
+    """The recalled dataset's card: what the rows are, their pixel space, and the memory they come from."""
+    dataset_id = hub_dataset(config.dataset_name)
+    fields = data.to_dict() if data is not None else {}  # keeps what datasets wrote (dataset_info, configs)
+    fields.update(license=card_license(config), task_categories=["image-classification"],
+                  tags=sorted(set(fields.get("tags") or []) | {"hf_rtp", "dataset-distillation", "synthetic"}))
+    if dataset_id:
+        fields["source_datasets"] = [dataset_id]
+    return DatasetCard.from_template(
+        DatasetCardData(**fields),
+        template_str=card_template(DATASET_CARD_TEMPLATE),
+        memory_repo_id=memory_repo_id,
+        dataset=config.dataset_name or "unknown dataset",
+        dataset_link=f"https://huggingface.co/datasets/{dataset_id}" if dataset_id else None,
+        rows=config.images_per_query * config.num_classes,
+        images_per_query=config.images_per_query,
+        num_classes=config.num_classes,
+        image_shape=tuple(config.image_shape),
+        normalisation=normalisation_text(config),
+        standardize_note=config.zca_regularization is None,
+    )
 
-    folder = Path(folder)
-    memory.save_pretrained(folder)
-    write_model_card(memory, folder)
-    save_bases(memory, folder / "bases.png")
-    if memory.addressing is not None:  # a per-class set has no addressing to compare classes by
-        save_class_similarity(memory, folder / "class_similarity.png")
-    return folder
 
-
-def push_memory(
-    memory: "AddressableMemory",
-    repo_id: str,
-    *,
-    commit_message: str | None = None,
-    private: bool | None = None,
-    token: str | None = None,
-    revision: str | None = None,
-    create_pr: bool = False,
-    push_dataset: bool = False,
-    dataset_repo_id: str | None = None,
-) -> str:
-    """Upload the memory (safetensors + config), its model card and picture in one commit; optionally also the
-    recalled `datasets.Dataset` (exact pixels + preview) to `dataset_repo_id` (default `<repo_id>-recalled`).
-
-    Returns the URL of the model commit.
-    """
+def upload_folder(folder: str | Path, repo_id: str, *, repo_type: str = "model", commit_message: str | None = None,
+                  commit_description: str | None = None, private: bool | None = None, token: str | bool | None = None,
+                  revision: str | None = None, create_pr: bool = False) -> str:
+    """Create the repo if needed and upload `folder` in one commit; returns the commit URL."""
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    if push_dataset:
-        dataset_repo_id = dataset_repo_id or f"{repo_id}-recalled"
-        memory.recall(preview=True).push_to_hub(dataset_repo_id, private=private, token=token)
-    with tempfile.TemporaryDirectory() as folder:
-        memory.save_pretrained(folder)
-        write_model_card(memory, folder, repo_id, dataset_repo_id if push_dataset else None)
-        commit = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            commit_message=commit_message or "Upload addressable memory",
-            revision=revision,
-            create_pr=create_pr,
-        )
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    if revision is not None and not create_pr:
+        api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        repo_type=repo_type,
+        folder_path=str(folder),
+        commit_message=commit_message or f"Upload {'addressable memory' if repo_type == 'model' else 'recalled dataset'}",
+        commit_description=commit_description,
+        revision=revision,
+        create_pr=create_pr,
+    )
     return str(commit.commit_url if hasattr(commit, "commit_url") else commit)
+
+
+def push_recalled_dataset(dataset, config: AddressableMemoryConfig, repo_id: str, memory_repo_id: str, *,
+                          private: bool | None = None, token: str | bool | None = None) -> str:
+    """Push a recalled `datasets.Dataset` and replace the generic card datasets writes with ours (its YAML
+    metadata, which `load_dataset` reads, is kept)."""
+    dataset.push_to_hub(repo_id, private=private, token=token)
+    try:
+        existing = DatasetCard.load(repo_id, token=token)
+        data = existing.data
+    except Exception:  # no card yet: ours starts the metadata
+        data = None
+    card = dataset_card(config, memory_repo_id, data)
+    card.push_to_hub(repo_id, token=token, commit_message="Dataset card: recalled from an addressable memory")
+    return repo_id

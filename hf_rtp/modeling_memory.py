@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
 
+import datasets
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
+from . import hub, viz
 from .configuration_memory import AddressableMemoryConfig
+from .data import ZCA, ImageClassificationData, PixelSpace, as_pixels, load_image_dataset, spec_for
+from .hub import CheckpointError
+from .recall import class_ids, recalled_dataset, to_uint8_hwc
 
-if TYPE_CHECKING:
-    import datasets
+__all__ = ["AddressableMemory", "CheckpointError", "MemoryOutput"]
 
 
 class MemoryOutput(NamedTuple):
@@ -23,10 +30,6 @@ class MemoryOutput(NamedTuple):
 
     images: torch.Tensor
     labels: torch.Tensor | None
-
-
-class CheckpointError(OSError):
-    """A saved memory is missing, corrupt, or does not match its config."""
 
 
 class AddressableMemory(PreTrainedModel):
@@ -72,18 +75,21 @@ class AddressableMemory(PreTrainedModel):
 
     # ---- addressing -------------------------------------------------------------------------------------
 
-    def _check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+    def check_labels(self, labels: torch.Tensor, addressed: bool = True) -> torch.Tensor:
+        """Class ids as a 1-D integer tensor in range; `addressed`: they will address the memory (so it must be
+        addressed by labels), rather than only name the class of a query."""
         labels = torch.as_tensor(labels, device=self.bases.device)
         if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dim() != 1:
             raise ValueError(f"labels must be a 1-D integer tensor of class ids, got {labels.dtype} {tuple(labels.shape)}")
         n = self.config.num_classes
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n):
             raise ValueError(f"labels must lie in [0, {n}) for classes {self.config.class_names}, got {labels.tolist()}")
-        if self.config.query_dim != n:
+        if addressed and self.config.query_dim != n:
             raise ValueError(f"this memory is addressed by {self.config.query_dim}-d queries, not class labels; pass queries=")
         return labels
 
-    def _check_queries(self, queries: torch.Tensor) -> torch.Tensor:
+    def check_queries(self, queries: torch.Tensor) -> torch.Tensor:
+        """Query vectors as a float (N, d_y) tensor on the memory's device and dtype."""
         queries = torch.as_tensor(queries, device=self.bases.device)
         if not queries.dtype.is_floating_point or queries.dim() != 2 or queries.shape[1] != self.config.query_dim:
             raise ValueError(
@@ -147,45 +153,76 @@ class AddressableMemory(PreTrainedModel):
         if (labels is None) == (queries is None):
             raise ValueError("pass exactly one of labels= (class ids) or queries= (d_y vectors)")
         if labels is not None:
-            labels = self._check_labels(labels)
+            labels = self.check_labels(labels)
             image_indices = self._check_indices(image_indices, labels.shape[0])
             images = self.images_for_labels(labels, image_indices)
             return MemoryOutput(images, labels.repeat_interleave(image_indices.shape[1]))
-        queries = self._check_queries(queries)
+        queries = self.check_queries(queries)
         image_indices = self._check_indices(image_indices, queries.shape[0])
         return MemoryOutput(self.synthesize(self.coefficients(queries, image_indices)), None)
 
-    # ---- viewing and recall -----------------------------------------------------------------------------
+    # ---- pixel space, viewing and recall -----------------------------------------------------------------
 
-    def zca(self):
-        """The ZCA whitening the pixels live in (a `hf_rtp.data.ZCA`), or None."""
+    def zca(self) -> ZCA | None:
+        """The ZCA whitening the pixels live in, or None."""
         if self.config.zca_regularization is None:
             return None
-        from .data import ZCA
-
         return ZCA(self.zca_eigenvectors.detach().cpu(), self.zca_scales.detach().cpu(), self.config.zca_regularization)
 
     @torch.no_grad()
-    def set_zca(self, zca) -> None:
+    def set_zca(self, zca: ZCA) -> None:
         if self.config.zca_regularization is None:
             raise ValueError("this memory was configured without ZCA (zca_regularization=None)")
         self.zca_eigenvectors.copy_(zca.eigenvectors)
         self.zca_scales.copy_(zca.scales)
 
-    def to_viewable(self, images: torch.Tensor) -> torch.Tensor:
-        """Undo the dataset normalisation: model-space images -> [0, 1] pixels for pictures and previews.
+    def pixel_space(self) -> PixelSpace:
+        """Where the recalled images live: the training data's normalisation, or its ZCA whitening."""
+        return PixelSpace(self.config.mean, self.config.std, self.zca())
 
-        ZCA-whitened pixels are mapped back through W^-1; their per-image mean and norm were removed before
-        whitening, so each image is then stretched to [0, 1] for viewing."""
-        if self.config.zca_regularization is not None:
-            flat = self.zca().unwhiten(images.detach().cpu().float()).flatten(1)
-            lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-            return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view(images.shape).to(images.device, images.dtype)
-        shape = (1, -1, 1, 1)
-        mean = torch.tensor(self.config.mean, device=images.device, dtype=images.dtype).view(shape)
-        std = torch.tensor(self.config.std, device=images.device, dtype=images.dtype).view(shape)
-        return (images * std + mean).clamp(0, 1)
+    def preprocess(self, images: Any) -> torch.Tensor:
+        """Real images -> this memory's pixel space, ready for a network trained on `recall()`: PIL images, uint8
+        arrays or tensors ((N, H, W[, C]) or (N, C, H, W)), or [0, 1] float tensors."""
+        pixels = as_pixels(images, self.config.image_shape[0])
+        if tuple(pixels.shape[1:]) != tuple(self.config.image_shape):
+            raise ValueError(f"images are {tuple(pixels.shape[1:])} but this memory's are {tuple(self.config.image_shape)}")
+        return self.pixel_space().apply(pixels)
 
+    def load_split(self, split: str | None = None, dataset: str | None = None, **kwargs: Any) -> ImageClassificationData:
+        """A split of the memory's dataset (default: its test split), in the memory's pixel space: what a network
+        trained on the recalled images is tested on. `dataset` overrides the recorded one (same classes)."""
+        dataset = dataset or self.config.dataset_name
+        if not dataset:
+            raise ValueError("this memory does not record its dataset: pass dataset=")
+        spec = spec_for(dataset)
+        split = split or (spec.test_split if spec is not None else "test")
+        space = self.pixel_space()
+        data = load_image_dataset(dataset, split, mean=space.mean, std=space.std, zca=space.zca, **kwargs)
+        self.check_data(data)
+        return data
+
+    def check_data(self, data: ImageClassificationData) -> None:
+        """Refuse data whose images, classes or pixel space differ from the memory's, naming what differs: its
+        recall, pictures and evaluation on that data would be silently wrong."""
+        config, problems = self.config, []
+        if tuple(data.image_shape) != tuple(config.image_shape):
+            c, d = config.image_shape[0], data.image_shape[0]
+            kind = {1: "grayscale", 3: "RGB"}
+            what = f" ({kind.get(d, d)} images for a {kind.get(c, c)} memory)" if c != d else ""
+            problems.append(f"images {tuple(data.image_shape)} vs the memory's {tuple(config.image_shape)}{what}")
+        elif data.class_names != config.class_names:
+            problems.append(f"classes {data.class_names[:4]}... vs the memory's {config.class_names[:4]}...")
+        else:
+            problems += data.space.differences(self.pixel_space())
+        if problems:
+            raise ValueError(f"{data.name or 'the data'} does not match this memory: " + "; ".join(problems) +
+                             " (AddressableMemory.for_dataset(data, ...) builds a matching memory)")
+
+    def to_viewable(self, images: torch.Tensor, stretch: bool = False) -> torch.Tensor:
+        """Model-space images -> [0, 1] pixels for pictures and previews (`stretch`: each image to the full range)."""
+        return self.pixel_space().to_viewable(images, stretch=stretch)
+
+    @torch.no_grad()
     def recall(
         self,
         classes: Sequence[int | str] | None = None,
@@ -193,18 +230,67 @@ class AddressableMemory(PreTrainedModel):
         query_labels: Sequence[int] | None = None,
         preview: bool = False,
         batch_size: int = 64,
-    ) -> "datasets.Dataset":
-        """The recalled synthetic set as a `datasets.Dataset` (exact float pixels + ClassLabel), see recall.py."""
-        from .recall import recall
+    ) -> datasets.Dataset:
+        """The recalled synthetic set as a `datasets.Dataset` (eqn 2 for every chosen class, or each query vector).
 
-        return recall(self, classes=classes, queries=queries, query_labels=query_labels, preview=preview, batch_size=batch_size)
+        Columns: `pixel_values` (float32, exact, in the memory's pixel space), `label` (ClassLabel), `address`; for
+        queries also `query`, `query_id`; with `preview=True` a contrast-stretched uint8 `image` for viewing.
+        """
+        if queries is not None:
+            if classes is not None:
+                raise ValueError("pass either classes= or queries=, not both")
+            queries = self.check_queries(queries)
+            if query_labels is not None:
+                if len(query_labels) != len(queries):
+                    raise ValueError(f"query_labels needs one label per query ({len(queries)}), got {len(query_labels)}")
+                query_labels = self.check_labels(torch.as_tensor(query_labels), addressed=False).cpu().numpy()
+            rows = queries
+        elif query_labels is not None:
+            raise ValueError("query_labels only goes with queries=")
+        else:
+            rows = torch.tensor(class_ids(self.config.class_names, classes), dtype=torch.long, device=self.device)
+        r = self.config.images_per_query
+        step = max(1, batch_size // r)
+        pixels, previews = [], []
+        for start in range(0, len(rows), step):
+            part = rows[start : start + step]
+            images = (self(queries=part) if queries is not None else self(labels=part)).images.float()
+            pixels.append(images.cpu().numpy())
+            if preview:
+                previews.append(to_uint8_hwc(self.to_viewable(images, stretch=True)))
+        c, h, w = self.config.image_shape
+        return recalled_dataset(
+            self.config,
+            np.concatenate(pixels) if pixels else np.zeros((0, c, h, w), np.float32),
+            r,
+            labels=query_labels if queries is not None else rows.cpu().numpy(),
+            queries=queries.float().cpu().numpy() if queries is not None else None,
+            previews=np.concatenate(previews) if preview and previews else ([] if preview else None),
+        )
+
+    @torch.no_grad()
+    def save_pictures(self, folder: str | os.PathLike, classes: Sequence[int | str] | None = None, per_class: int = 10) -> list[Path]:
+        """recalled.png (up to 20 classes, `per_class` images each, contrast-stretched so a person sees them),
+        bases.png, and with learned addressing by labels class_similarity.png."""
+        folder = Path(folder)
+        ids = class_ids(self.config.class_names, classes)[:20]
+        m = min(per_class, self.config.images_per_query)
+        images = self(labels=torch.tensor(ids, device=self.device), image_indices=torch.arange(m)).images.float()
+        viewable = self.to_viewable(images, stretch=True).cpu().view(len(ids), m, *images.shape[1:])
+        title = f"recalled images ({m} of r={self.config.images_per_query} per class, each stretched to full contrast)"
+        paths = [viz.save_image_grid(viewable, [self.config.class_names[i] for i in ids], folder / "recalled.png", title)]
+        paths.append(viz.save_bases(self.bases[:32], folder / "bases.png", total=self.config.num_bases))
+        if self.addressing is not None and self.config.query_dim == self.config.num_classes:
+            paths.append(viz.save_class_similarity(self.addressing, self.config.class_names, folder / "class_similarity.png"))
+        return paths
 
     @classmethod
     def for_dataset(
-        cls, data, ipc: float = 1, num_bases: int = 16, downsample: int = 2, addressing: str = "learned"
+        cls, data: ImageClassificationData, ipc: float = 1, num_bases: int = 16, downsample: int = 2,
+        addressing: str = "learned",
     ) -> "AddressableMemory":
-        """A fresh memory sized for `data` (an `ImageClassificationData`) and a budget of `ipc` images per class
-        (eqn 4), carrying its class names, normalisation and ZCA."""
+        """A fresh memory sized for `data` and a budget of `ipc` images per class (eqn 4), carrying its class
+        names and pixel space (normalisation or ZCA)."""
         config = AddressableMemoryConfig.for_budget(
             data.image_shape, data.class_names, ipc=ipc, num_bases=num_bases, downsample=downsample, addressing=addressing,
             mean=data.mean, std=data.std, dataset_name=data.name or None,
@@ -215,7 +301,7 @@ class AddressableMemory(PreTrainedModel):
             memory.set_zca(data.zca)
         return memory
 
-    # ---- loading and the Hub ----------------------------------------------------------------------------
+    # ---- saving, loading and the Hub ---------------------------------------------------------------------
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
@@ -223,12 +309,62 @@ class AddressableMemory(PreTrainedModel):
 
         transformers would otherwise warn and leave missing tensors randomly initialised: a silently wrong memory.
         """
-        from .hub import load_checked
+        return hub.load_checked(super().from_pretrained, cls, pretrained_model_name_or_path, *args, **kwargs)
 
-        return load_checked(super().from_pretrained, cls, pretrained_model_name_or_path, *args, **kwargs)
+    def save_pretrained(  # type: ignore[override]
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        push_to_hub: bool = False,
+        repo_id: str | None = None,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        tags: list[str] | None = None,
+        dataset_repo_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """model.safetensors and config.json (transformers), plus our model card (README.md) and pictures, in
+        `save_directory`; with `push_to_hub`, that folder is uploaded as it is (to `repo_id`, default the folder's
+        name), so a push carries the same card and pictures as a local save."""
+        if not is_main_process:
+            return
+        folder = Path(save_directory)
+        super().save_pretrained(folder, **kwargs)
+        self.save_pictures(folder)
+        card_repo = repo_id or (folder.name if push_to_hub else None)
+        hub.write_card(self.config, folder, card_repo, dataset_repo_id, tags)
+        if push_to_hub:
+            hub.upload_folder(folder, card_repo, commit_message=commit_message, commit_description=commit_description,
+                              private=private, token=token, revision=revision, create_pr=create_pr)
 
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:  # type: ignore[override]
-        """Upload weights, config, a model card and a picture of recalled images (see hub.push_memory)."""
-        from .hub import push_memory
-
-        return push_memory(self, repo_id, **kwargs)
+    def push_to_hub(  # type: ignore[override]
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        commit_description: str | None = None,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        tags: list[str] | None = None,
+        push_dataset: bool = False,
+        dataset_repo_id: str | None = None,
+    ) -> str:
+        """Upload weights, config, the model card and pictures in one commit (transformers' keyword arguments);
+        with `push_dataset`, also the recalled `datasets.Dataset` (exact pixels + preview, with its own card) to
+        `dataset_repo_id` (default `<repo_id>-recalled`). Returns the URL of the model commit."""
+        if push_dataset:
+            dataset_repo_id = dataset_repo_id or f"{repo_id}-recalled"
+            hub.push_recalled_dataset(self.recall(preview=True), self.config, dataset_repo_id, repo_id,
+                                      private=private, token=token)
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder, max_shard_size=max_shard_size, repo_id=repo_id,
+                                 dataset_repo_id=dataset_repo_id if push_dataset else None, tags=tags)
+            return hub.upload_folder(folder, repo_id, commit_message=commit_message, commit_description=commit_description,
+                                     private=private, token=token, revision=revision, create_pr=create_pr)

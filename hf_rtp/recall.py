@@ -1,29 +1,38 @@
-"""Recall a memory into a `datasets.Dataset`: exact float pixels, ClassLabel labels, optional uint8 preview."""
+"""A memory's recall as a `datasets.Dataset`: exact float pixels, ClassLabel labels, optional uint8 preview.
+
+`AddressableMemory.recall` addresses the memory (eqn 2) and hands the tensors here; this module only knows the
+config and the column layout, so it sits below the model in the import graph.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import numbers
+from typing import Sequence
 
 import numpy as np
 import torch
 from datasets import Array3D, ClassLabel, Dataset, Features, Image, List, Value
 
-if TYPE_CHECKING:
-    from .modeling_memory import AddressableMemory
+from .configuration_memory import AddressableMemoryConfig
 
 
-def class_ids(memory: "AddressableMemory", classes: Sequence[int | str] | None) -> list[int]:
-    """Class ids from ids or names; all classes when None."""
-    names = memory.config.class_names
+def class_ids(class_names: Sequence[str], classes: Sequence[int | str] | None) -> list[int]:
+    """Class ids from ids or names; all classes when None. Numeric strings (from a command line) that name no
+    class are taken as ids; floats and booleans are refused rather than truncated."""
+    names = list(class_names)
     if classes is None:
         return list(range(len(names)))
+    if isinstance(classes, (str, bytes)):
+        raise ValueError(f"classes must be a list of class names or ids, got the string {classes!r}")
     ids = []
     for c in classes:
         if isinstance(c, str) and c in names:
             ids.append(names.index(c))
         elif isinstance(c, str) and not c.lstrip("-").isdigit():
             raise ValueError(f"unknown class name {c!r}; this memory knows {names}")
-        else:  # an id, or a numeric string (from a command line) that names no class
+        elif isinstance(c, (bool, np.bool_)) or not isinstance(c, (str, numbers.Integral)):
+            raise ValueError(f"classes must be class names or integer ids, got {c!r} ({type(c).__name__})")
+        else:
             c = int(c)
             if not 0 <= c < len(names):
                 raise ValueError(f"class id {c} out of range [0, {len(names)})")
@@ -37,68 +46,37 @@ def to_uint8_hwc(viewable: torch.Tensor) -> np.ndarray:
     return array[..., 0] if array.shape[-1] == 1 else array
 
 
-def recall(
-    memory: "AddressableMemory",
-    classes: Sequence[int | str] | None = None,
-    queries: torch.Tensor | None = None,
-    query_labels: Sequence[int] | None = None,
-    preview: bool = False,
-    batch_size: int = 64,
+def recalled_dataset(
+    config: AddressableMemoryConfig,
+    pixels: np.ndarray,
+    images_per_query: int,
+    labels: np.ndarray | None = None,
+    queries: np.ndarray | None = None,
+    previews: np.ndarray | None = None,
 ) -> Dataset:
-    """Address the memory with every chosen class (or each query vector) and collect the r images of each.
+    """The Dataset of recalled images grouped by query (`images_per_query` consecutive rows per query).
 
-    Columns: `pixel_values` (Array3D float32, exactly what the memory produces, in the dataset's normalised
-    space), `label` (ClassLabel), `address` (which addressing matrix i made the image), for queries also
-    `query` and `query_id`, and with `preview=True` an `image` column (uint8, de-normalised) for viewing.
+    Columns: `pixel_values` (Array3D float32, exactly what the memory produced, in the dataset's pixel space),
+    `label` (ClassLabel; per query), `address` (which addressing matrix i made the image), with `queries` also
+    `query` and `query_id`, and with `previews` an `image` column (uint8) for viewing.
     """
-    config = memory.config
     c, h, w = config.image_shape
-    features = {"pixel_values": Array3D(shape=(c, h, w), dtype="float32")}
-    by_queries = queries is not None
-    if by_queries:
-        if classes is not None:
-            raise ValueError("pass either classes= or queries=, not both")
-        queries = memory._check_queries(queries)
-        if query_labels is not None and len(query_labels) != len(queries):
-            raise ValueError(f"query_labels needs one label per query ({len(queries)}), got {len(query_labels)}")
+    r = images_per_query
+    n = len(pixels) // r
+    owner = np.repeat(np.arange(n), r)  # which query each image came from
+    features: dict = {"pixel_values": Array3D(shape=(c, h, w), dtype="float32")}
+    columns: dict = {"pixel_values": pixels.astype(np.float32, copy=False) if len(pixels) else np.zeros((0, c, h, w), np.float32)}
+    if queries is not None:
         features["query"] = List(Value("float32"), length=config.query_dim)
         features["query_id"] = Value("int64")
-    elif query_labels is not None:
-        raise ValueError("query_labels only goes with queries=")
-    if not by_queries or query_labels is not None:
+        columns["query"], columns["query_id"] = queries.astype(np.float32)[owner], owner
+    if labels is not None:
         features["label"] = ClassLabel(names=config.class_names)
+        columns["label"] = np.asarray(labels, dtype=np.int64)[owner]
     features["address"] = Value("int32")
-    if preview:
+    columns["address"] = np.tile(np.arange(r, dtype=np.int32), n)
+    if previews is not None:
         features["image"] = Image()
+        columns["image"] = list(previews)
     features = Features(features)
-
-    r = config.images_per_query
-    ids = [] if by_queries else class_ids(memory, classes)
-    n = len(queries) if by_queries else len(ids)
-    step = max(1, batch_size // r)
-    pixels, views = [], []
-    with torch.no_grad():
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            if by_queries:
-                images = memory(queries=queries[start:stop]).images.float()
-            else:
-                images = memory(labels=torch.tensor(ids[start:stop], dtype=torch.long)).images.float()
-            pixels.append(images.cpu().numpy())
-            if preview:
-                views.append(to_uint8_hwc(memory.to_viewable(images)))
-    owner = np.repeat(np.arange(n), r)  # which query (row of ids / queries) each image came from
-    columns: dict = {
-        "pixel_values": np.concatenate(pixels) if pixels else np.zeros((0, c, h, w), np.float32),
-        "address": np.tile(np.arange(r, dtype=np.int32), n),
-    }
-    if by_queries:
-        columns["query"] = queries.float().cpu().numpy()[owner]
-        columns["query_id"] = owner
-        if query_labels is not None:
-            columns["label"] = np.asarray(query_labels, dtype=np.int64)[owner]
-    else:
-        columns["label"] = np.asarray(ids, dtype=np.int64)[owner]
-    if preview:
-        columns["image"] = list(np.concatenate(views)) if views else []
     return Dataset.from_dict({name: columns[name] for name in features}, features=features)

@@ -5,6 +5,9 @@ Forward, t = 0..T-1:  v_{t+1} = m v_t + g_t(w_t, phi);  w_{t+1} = w_t - lr v_{t+
 weight snapshots (Maclaurin et al. 2015, Alg. 2): per step it recomputes that step's loss and takes one
 vector-Jacobian product of g_t, so activation memory does not grow with T. `unroll_reference` keeps the whole
 autograd graph instead; the tests check that both agree.
+
+`InnerLoop` is the public face both callers (the Distiller and bench/unroll.py) use: a learner, its compiled
+per-step functions built once, and `unroll_memory`, the one set-up of an unroll on a memory's recalled images.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .learners import FunctionalLearner
+from .learners import FunctionalLearner, functional_learner
+from .modeling_memory import AddressableMemory
 
 # recall(t) -> (images, labels) of inner step t; differentiable w.r.t. the memory parameters, deterministic in t.
 StepData = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
@@ -35,6 +40,7 @@ class UnrollResult:
 
 
 def inner_loss(learner: FunctionalLearner, params: Sequence[torch.Tensor], images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The one loss of the engine, inner steps and outer batch alike: mean cross-entropy of the learner's logits."""
     return F.cross_entropy(learner(params, images), labels)
 
 
@@ -49,7 +55,7 @@ class RealBatchLoss:
         self.learner, self.images, self.labels, self.chunk = learner, images, labels, chunk
 
     def __call__(self, params: Sequence[torch.Tensor]) -> torch.Tensor:
-        return F.cross_entropy(self.learner(params, self.images), self.labels)
+        return inner_loss(self.learner, params, self.images, self.labels)
 
     def value_and_grad(self, w: torch.Tensor, step: "InnerStep") -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and gradient at flat weights `w`, chunk by chunk through the inner step's (compiled) function."""
@@ -57,7 +63,7 @@ class RealBatchLoss:
         n = len(self.labels)
         for start in range(0, n, self.chunk):
             x, y = self.images[start : start + self.chunk], self.labels[start : start + self.chunk]
-            part_grad, part_loss = step.value_and_gradient(w, x, y)  # mean over the chunk
+            part_loss, part_grad = step.value_and_grad(w, x, y)  # mean over the chunk
             grad.add_(part_grad, alpha=len(y) / n)
             loss += part_loss * (len(y) / n)
         return loss, grad
@@ -78,7 +84,7 @@ def _window(steps: int, window: int | None) -> int:
     return steps - window
 
 
-class _Flat:
+class FlatParams:
     """Views a list of tensors as one flat vector, so per-step state is a single tensor (cheap to store)."""
 
     def __init__(self, tensors: Sequence[torch.Tensor]):
@@ -107,19 +113,19 @@ def _snapshot_store(rows: int, size: int, like: torch.Tensor, device: str | torc
 class InnerStep:
     """The two per-step computations of the engine.
 
-    `value_and_gradient(w, x, y)` is (g_t = dL/dw, L) on flat weights w; `reverse(w, x, y, dv)` is the gradient of
+    `value_and_grad(w, x, y)` is (L, g_t = dL/dw) on flat weights w; `reverse(w, x, y, dv)` is the gradient of
     dv . g_t with respect to (w, x): the Hessian-vector product H dv and the vector-Jacobian product with the
     recalled images, which the caller carries on to the memory parameters. Eagerly they are two autograd calls
     (lowest overhead for small networks); with `compile=True` they are torch.func transforms run through
     torch.compile (fused elementwise work; about 1.5x faster on CPU for the ConvNet, a one-off compile per shape).
     """
 
-    def __init__(self, learner: FunctionalLearner, flat: "_Flat", compile: bool = False):
+    def __init__(self, learner: FunctionalLearner, flat: FlatParams, compile: bool = False):
         def loss(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(learner(flat.unflatten(w), x), y)
+            return inner_loss(learner, flat.unflatten(w), x, y)
 
         if not compile:
-            self.value_and_gradient = functools.partial(self._eager_value_and_gradient, loss)
+            self.value_and_grad = functools.partial(self._eager_value_and_grad, loss)
             self.reverse = functools.partial(self._eager_reverse, loss)
             return
         gradient = torch.func.grad(loss)
@@ -127,16 +133,22 @@ class InnerStep:
         def directional(w, x, y, dv):
             return (gradient(w, x, y) * dv).sum()
 
-        self.value_and_gradient = torch.compile(torch.func.grad_and_value(loss), dynamic=False)
+        grad_and_value = torch.compile(torch.func.grad_and_value(loss), dynamic=False)
+
+        def value_and_grad(w, x, y):
+            grad, value = grad_and_value(w, x, y)
+            return value, grad
+
+        self.value_and_grad = value_and_grad
         self.reverse = torch.compile(torch.func.grad(directional, argnums=(0, 1)), dynamic=False)
 
     @staticmethod
-    def _eager_value_and_gradient(loss, w, x, y):
+    def _eager_value_and_grad(loss, w, x, y):
         with torch.enable_grad():
             leaf = w.detach().requires_grad_(True)
             value = loss(leaf, x, y)
             (grad,) = torch.autograd.grad(value, leaf)
-        return grad, value.detach()
+        return value.detach(), grad
 
     @staticmethod
     def _eager_reverse(loss, w, x, y, dv):
@@ -171,7 +183,7 @@ def unroll(
     first = _window(steps, window)
     if not memory_params or not all(p.requires_grad for p in memory_params):
         raise ValueError("memory_params must be a non-empty list of tensors that require grad (the memory's parameters)")
-    flat = _Flat(init_params)
+    flat = FlatParams(init_params)
     step = inner_step or InnerStep(learner, flat, compile=compile)
     w = flat.flatten([p.detach() for p in init_params]).clone()
     v = torch.zeros_like(w)
@@ -183,7 +195,7 @@ def unroll(
             if t >= first:
                 snapshots[t - first].copy_(w, non_blocking=True)
             images, labels = step_data(t)
-            v.mul_(momentum).add_(step.value_and_gradient(w, images, labels)[0])
+            v.mul_(momentum).add_(step.value_and_grad(w, images, labels)[1])
             w.sub_(v, alpha=lr)
 
     if isinstance(outer_loss, RealBatchLoss):
@@ -246,3 +258,47 @@ def unroll_reference(
         grads = torch.autograd.grad(loss, list(memory_params), allow_unused=True)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(memory_params, grads)]
     return UnrollResult(loss=float(loss.detach()), grads=list(grads), params=[p.detach() for p in params])
+
+
+class InnerLoop:
+    """The inner learner (a module with `init_params(generator)`, e.g. the ConvNet) trained by T steps of SGD with
+    momentum, with its per-step functions built once so compiled code is reused by every unroll."""
+
+    def __init__(self, learner: nn.Module, lr: float = 0.01, momentum: float = 0.9, window: int | None = None,
+                 compile: bool = False):
+        self.learner, self.lr, self.momentum, self.window = learner, lr, momentum, window
+        self.functional = functional_learner(learner)
+        self.step = InnerStep(self.functional, FlatParams(list(learner.parameters())), compile=compile)
+
+    def init_params(self, generator: torch.Generator) -> list[torch.Tensor]:
+        """A fresh initialisation of the learner, drawn from `generator`, on the learner's device."""
+        device = next(self.learner.parameters()).device
+        return [p.to(device) for p in self.learner.init_params(generator)]
+
+    def unroll_memory(
+        self,
+        memory: AddressableMemory,
+        classes: torch.Tensor,
+        picks: torch.Tensor,
+        real_images: torch.Tensor,
+        real_labels: torch.Tensor,
+        init: Sequence[torch.Tensor],
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        reference: bool = False,
+    ) -> UnrollResult:
+        """One unroll on the memory's recalled images: inner step t trains on image `picks[t]` (T, k, s) of each of
+        the k `classes` (eqn 2, then `augment`); the outer loss is the cross-entropy on the real batch. Returns
+        L(w_T) and its exact gradient with respect to the memory's parameters (`reference`: by whole-graph autograd)."""
+        augment = augment or (lambda x: x)
+        labels = classes.repeat_interleave(picks.shape[-1])
+
+        def step_data(t: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return augment(memory.images_for_labels(classes, picks[t])), labels
+
+        # Chunks the size of an inner minibatch reuse its compiled shape; on a CPU small chunks are also faster per
+        # image (cache), on a GPU one big batch is.
+        chunk = len(labels) if real_images.device.type == "cpu" else len(real_labels)
+        outer = real_batch_loss(self.functional, real_images, real_labels, chunk=chunk)
+        run = unroll_reference if reference else functools.partial(unroll, inner_step=self.step)
+        return run(self.functional, init, step_data, list(memory.parameters()), outer, len(picks),
+                   lr=self.lr, momentum=self.momentum, window=self.window)

@@ -1,15 +1,14 @@
-"""Pictures people would rather see than read: recalled images, bases, class-similarity heatmap."""
+"""Pictures people would rather see than read: recalled images, bases, class-similarity heatmap.
+
+Functions of tensors, not of a memory: `AddressableMemory.save_pictures` chooses what to draw."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from .modeling_memory import AddressableMemory
 
 
 def _pyplot():
@@ -32,31 +31,24 @@ def _show(ax, image: torch.Tensor) -> None:
     ax.set_yticks([])
 
 
-@torch.no_grad()
-def save_recalled_grid(
-    memory: "AddressableMemory", path: str | Path, per_class: int = 10, classes: Sequence[int] | None = None
-) -> Path:
-    """One row per class (up to 20 rows), the first `per_class` recalled images of each, de-normalised."""
+def save_image_grid(images: torch.Tensor, row_names: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """A grid of [0, 1] images (rows, m, C, H, W), one named row each."""
     plt = _pyplot()
-    n = memory.config.num_classes
-    classes = list(classes) if classes is not None else list(range(min(n, 20)))
-    m = min(per_class, memory.config.images_per_query)
-    out = memory(labels=torch.tensor(classes), image_indices=torch.arange(m))
-    images = memory.to_viewable(out.images.float()).view(len(classes), m, *out.images.shape[1:])
-    fig, axes = plt.subplots(len(classes), m, figsize=(m * 0.9 + 0.8, len(classes) * 0.9), squeeze=False)
-    for row, c in enumerate(classes):
+    rows, m = images.shape[:2]
+    fig, axes = plt.subplots(rows, m, figsize=(m * 0.9 + 0.8, rows * 0.9 + 0.3), squeeze=False)
+    for row in range(rows):
         for col in range(m):
             _show(axes[row, col], images[row, col])
-        axes[row, 0].set_ylabel(memory.config.class_names[c], rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"recalled images ({m} of r={memory.config.images_per_query} per class)", fontsize=9)
+        axes[row, 0].set_ylabel(row_names[row], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
 
 
-@torch.no_grad()
-def save_bases(memory: "AddressableMemory", path: str | Path, max_bases: int = 32) -> Path:
-    """The stored bases at their own resolution, each scaled to its own range (they are not images)."""
+def save_bases(bases: torch.Tensor, path: str | Path, total: int | None = None) -> Path:
+    """Stored bases (K, C, h, w) at their own resolution, each scaled to its own range (they are not images)."""
     plt = _pyplot()
-    bases = memory.bases.detach().float()[:max_bases]
+    bases = bases.detach().float().cpu()
     lo = bases.flatten(1).min(1).values.view(-1, 1, 1, 1)
     hi = bases.flatten(1).max(1).values.view(-1, 1, 1, 1)
     bases = (bases - lo) / (hi - lo).clamp_min(1e-12)
@@ -68,24 +60,21 @@ def save_bases(memory: "AddressableMemory", path: str | Path, max_bases: int = 3
     for i, base in enumerate(bases):
         _show(axes.flat[i], base)
         axes.flat[i].axis("on")
-    fig.suptitle(f"{len(bases)} of K={memory.config.num_bases} bases", fontsize=9)
+    fig.suptitle(f"{len(bases)} of K={total or len(bases)} bases", fontsize=9)
     return _save(fig, path)
 
 
-def class_similarity(memory: "AddressableMemory") -> torch.Tensor:
-    """Cosine similarity of each class pair's mean addressing coefficients (fig 3 of the paper)."""
-    if memory.addressing is None or memory.config.query_dim != memory.config.num_classes:
-        raise ValueError("class similarity needs learned addressing by class labels (one row per class)")
+def class_similarity(addressing: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each class pair's mean addressing coefficients (fig 3 of the paper), from learned
+    addressing matrices (r, classes, K)."""
     # Mean over the r addressing matrices of row y: the class's average use of each basis.
-    mean = memory.addressing.detach().float().mean(0)
-    mean = torch.nn.functional.normalize(mean, dim=1)
+    mean = torch.nn.functional.normalize(addressing.detach().float().cpu().mean(0), dim=1)
     return mean @ mean.T
 
 
-def save_class_similarity(memory: "AddressableMemory", path: str | Path) -> Path:
+def save_class_similarity(addressing: torch.Tensor, names: Sequence[str], path: str | Path) -> Path:
     plt = _pyplot()
-    sim = class_similarity(memory).cpu().numpy()
-    names = memory.config.class_names
+    sim = class_similarity(addressing).numpy()
     size = max(4, 0.35 * len(names))
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = ax.imshow(sim, cmap="viridis", vmin=-1, vmax=1)

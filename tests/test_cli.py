@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from datasets import load_from_disk
+from PIL import Image
 
 from hf_rtp import AddressableMemory
 from hf_rtp.cli import main
@@ -54,15 +55,56 @@ def test_evaluate_recall_info(distilled, tmp_path, capsys):
     main(["recall", folder, "--output", str(tmp_path / "recalled"), "--classes", "3", "7", "--preview"])
     dataset = load_from_disk(str(tmp_path / "recalled"))
     assert set(dataset["label"]) == {3, 7} and "image" in dataset.column_names
-    assert (tmp_path / "recalled" / "recalled.png").exists()
     assert "recalled 12 images of 2 classes" in capsys.readouterr().out
-    main(["info", folder])
+    # the picture draws only the chosen classes: two rows, so far shorter than the memory's ten-row picture
+    two_rows = Image.open(tmp_path / "recalled" / "recalled.png").size[1]
+    assert two_rows < Image.open(distilled / "memory" / "recalled.png").size[1] / 3
+    main(["info", folder, "--json"])
     assert json.loads(capsys.readouterr().out)["num_bases"] == 8
+    main(["info", folder])
+    summary = capsys.readouterr().out
+    assert "digits (10 classes" in summary and "K=8 bases" in summary and "hf-rtp evaluate" in summary
+    assert not summary.lstrip().startswith("{")
+
+
+def test_recall_refuses_to_write_over_a_file(distilled, tmp_path, capsys):
+    (tmp_path / "taken").write_text("keep me")
+    with pytest.raises(SystemExit) as exit:
+        main(["recall", str(distilled / "memory"), "--output", str(tmp_path / "taken")])
+    assert exit.value.code == 2 and "is an existing file" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "keep me"
+
+
+def test_evaluate_save_on_a_hub_id_is_refused_not_ignored(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["evaluate", "user/mnist-ipc1", "--save"])
+    assert exit.value.code == 2 and "--save-to" in capsys.readouterr().err
 
 
 def test_push_command_uploads_to_the_hub(distilled, fake_hub, capsys):
-    main(["push", str(distilled / "memory"), "user/digits-ipc1"])
-    assert {"model.safetensors", "config.json", "README.md"} <= set(fake_hub.files("user/digits-ipc1"))
+    main(["push", str(distilled / "memory"), "user/digits-ipc1", "--commit-message", "first memory"])
+    files = set(fake_hub.files("user/digits-ipc1"))
+    assert {"model.safetensors", "config.json", "README.md", "recalled.png", "bases.png", "class_similarity.png"} <= files
+
+
+def test_help_shows_the_defaults_that_apply_and_choices():
+    done = subprocess.run([sys.executable, "-m", "hf_rtp.cli", "distill", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"})
+    assert done.returncode == 0
+    help_text = " ".join(done.stdout.split())
+    # the digits preset (the default dataset) is what runs: --help must say so next to the dataclass default
+    assert "(default: 2000; 200 for digits (the default dataset))" in help_text
+    assert "(default: 150; 50 for digits (the default dataset))" in help_text
+    assert "--optimizer {sgd,adam}" in help_text and "--report-to {none,tensorboard,wandb,trackio}" in help_text
+    evaluate = subprocess.run([sys.executable, "-m", "hf_rtp.cli", "evaluate", "--help"], capture_output=True, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}).stdout
+    assert "--schedule {constant,cosine}" in evaluate and "--standardize" in evaluate
+
+
+def test_a_choice_outside_the_set_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["distill", "--optimizer", "rmsprop"])
+    assert exit.value.code == 2 and "invalid choice: 'rmsprop'" in capsys.readouterr().err
 
 
 def test_console_script_help():
@@ -72,25 +114,30 @@ def test_console_script_help():
     assert "--unroll-steps" in done.stdout and "inner SGD steps per unroll" in done.stdout
 
 
-def test_bad_dataset_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="cannot load dataset"):
+def test_bad_dataset_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
         main(["distill", "--dataset", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path), *TINY])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.startswith("hf-rtp: error: cannot load dataset") and len(err.splitlines()) == 1
+    with pytest.raises(FileNotFoundError, match="cannot load dataset"):  # --debug: the exception itself
+        main(["distill", "--debug", "--dataset", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path), *TINY])
 
 
-def test_budget_too_small_is_a_clear_error(tmp_path):
-    from hf_rtp import BudgetError
-
-    with pytest.raises(BudgetError, match="64 bases"):
+def test_budget_too_small_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
         main(["distill", "--num-bases", "64", "--output-dir", str(tmp_path), *TINY])
+    assert exit.value.code == 2 and "64 bases" in capsys.readouterr().err
 
 
 def test_explicit_none_is_not_ignored_and_resume_needs_only_the_output_dir(tmp_path, capsys):
-    from hf_rtp.cli import build_parser, run_settings
+    from hf_rtp.cli import build_parser
+    from hf_rtp.run_options import resolve_run_options
 
     args = build_parser().parse_args(["distill", "--clip-grad-norm", "none", "--max-minutes", "none"])
-    settings = run_settings({k: v for k, v in vars(args).items() if k != "command"})
-    assert settings["clip_grad_norm"] is None and settings["max_minutes"] is None
-    assert run_settings({})["clip_grad_norm"] == 2.0
+    _, _, config = resolve_run_options(args)
+    assert config.clip_grad_norm is None and config.max_minutes is None
+    _, memory, config = resolve_run_options(build_parser().parse_args(["distill"]))
+    assert config.clip_grad_norm == 2.0 and (config.steps, memory.num_bases) == (200, 8)  # the digits preset
     main(["distill", "--output-dir", str(tmp_path), *TINY, "--steps", "2", "--num-bases", "4"])
     capsys.readouterr()
     main(["distill", "--resume", "--output-dir", str(tmp_path), "--steps", "4"])  # dataset and layout come from the run

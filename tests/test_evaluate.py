@@ -93,7 +93,7 @@ def test_bad_evaluation_settings():
 
 
 def test_record_carries_the_protocol_and_the_command_that_repeats_it(digits):
-    from hf_rtp.evaluate import reproduce_command
+    from hf_rtp.hub import reproduce_command
 
     train, test = digits
     memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=8)
@@ -152,15 +152,25 @@ def test_bad_recipes_are_refused(bad, message):
         EvalConfig(**bad)
 
 
-def test_reproduce_command_carries_the_recipe():
-    from hf_rtp.evaluate import reproduce_command
+def test_reproduce_command_parses_back_to_the_same_recipe(digits):
+    """The command on the card, fed to the CLI's own parser, rebuilds exactly the EvalConfig that made the numbers."""
+    import shlex
 
-    config = EvalConfig(learner="resnet10t", optimizer="adamw", lr=0.001, schedule="cosine", warmup_epochs=5, input_size=112,
-                        standardize=True)
-    record = {"models": 3, "epochs": 300, "protocol": dataclasses.asdict(config)}
-    command = reproduce_command(record, "user/mnist-ipc1")
-    for part in ("--optimizer adamw", "--lr 0.001", "--schedule cosine", "--warmup-epochs 5", "--input-size 112", "--learner resnet10t", "--standardize"):
-        assert part in command
+    from hf_rtp.cli import build_parser
+    from hf_rtp.evaluate import PROTOCOL_FIELDS
+    from hf_rtp.hub import reproduce_command
+    from hf_rtp.options import build, given
+
+    train, test = digits
+    memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=8)
+    config = EvalConfig(models=1, epochs=2, learner="convnet-8", optimizer="adamw", lr=0.001, schedule="cosine",
+                        warmup_epochs=1, input_size=12, standardize=True, learner_kwargs={"depth": 1}, progress=False)
+    record = evaluate_memory(memory, test, config)
+    argv = shlex.split(reproduce_command(record, "user/mnist-ipc1"))[1:]
+    args = build_parser().parse_args(argv)
+    rebuilt = build(EvalConfig, given(args, EvalConfig))
+    assert args.memory == "user/mnist-ipc1" and args.random_real is False
+    assert {k: getattr(rebuilt, k) for k in PROTOCOL_FIELDS} == {k: getattr(config, k) for k in PROTOCOL_FIELDS}
 
 
 def test_standardize_restores_the_data_scale_and_the_convnet_does_not_care(digits):

@@ -113,3 +113,87 @@ def test_card_of_a_local_or_embedded_dataset_links_no_hub_dataset(fake_hub):
     memory.push_to_hub("user/digits")
     readme = fake_hub.files("user/digits")["README.md"].decode()
     assert "huggingface.co/datasets" not in readme and "datasets:" not in readme.split("---")[1]
+
+
+OUR_CARD = "An **addressable memory** distilled with `hf_rtp`"
+PICTURES = {"recalled.png", "bases.png", "class_similarity.png"}
+
+
+def assert_our_card_and_pictures(files: dict, repo_id: str) -> dict:
+    readme = files["README.md"].decode()
+    assert OUR_CARD in readme and f'AddressableMemory.from_pretrained("{repo_id}")' in readme
+    assert PICTURES <= set(files), set(files)
+    metadata = yaml.safe_load(readme.split("---")[1])
+    assert metadata["license"] == "mit"  # ylecun/mnist's, carried by the memory distilled from it
+    return metadata
+
+
+def test_every_push_path_uploads_our_card_and_pictures(fake_hub, tmp_path, capsys):
+    from hf_rtp.cli import main
+
+    memory = small_memory()
+    memory.push_to_hub("user/by-method")
+    assert_our_card_and_pictures(fake_hub.files("user/by-method"), "user/by-method")
+    # transformers' own route: save_pretrained(push_to_hub=True) (it would upload the generic transformers card)
+    memory.save_pretrained(tmp_path / "local", push_to_hub=True, repo_id="user/by-save")
+    assert_our_card_and_pictures(fake_hub.files("user/by-save"), "user/by-save")
+    assert (tmp_path / "local" / "README.md").read_text().count(OUR_CARD) == 1
+    main(["push", str(tmp_path / "local"), "user/by-cli"])
+    assert_our_card_and_pictures(fake_hub.files("user/by-cli"), "user/by-cli")
+
+
+def test_push_takes_transformers_keyword_arguments(fake_hub):
+    memory = small_memory()
+    memory.push_to_hub("user/kw", commit_message="my memory", commit_description="why", private=True, token="hf_fake",
+                       tags=["mnist"])
+    assert fake_hub.commits("user/kw")[0].title == "my memory"
+    metadata = yaml.safe_load(fake_hub.files("user/kw")["README.md"].decode().split("---")[1])
+    assert "mnist" in metadata["tags"] and "hf_rtp" in metadata["tags"]
+    memory.push_to_hub("user/kw", revision="v2", commit_message="on a branch")
+    assert fake_hub.commits("user/kw", revision="v2")[0].title == "on a branch"
+    assert fake_hub.commits("user/kw")[0].title == "my memory"  # main untouched
+
+
+def test_evaluate_push_to_hub_updates_the_hub_card(fake_hub, tmp_path, capsys):
+    from hf_rtp.cli import main
+
+    cfg = AddressableMemoryConfig.for_budget((1, 8, 8), [str(i) for i in range(10)], ipc=1, num_bases=4,
+                                             mean=[0.3055], std=[0.3759], dataset_name="digits")
+    AddressableMemory(cfg).push_to_hub("user/digits-mem")
+    assert "Not evaluated yet" in fake_hub.files("user/digits-mem")["README.md"].decode()
+    main(["evaluate", "user/digits-mem", "--models", "1", "--epochs", "2", "--width", "8", "--no-random-real",
+          "--push-to-hub", "user/digits-mem", "--no-progress"])
+    readme = fake_hub.files("user/digits-mem")["README.md"].decode()
+    assert "Not evaluated yet" not in readme and "hf-rtp evaluate user/digits-mem --models 1 --epochs 2 --width 8" in readme
+
+
+def test_recalled_dataset_card_explains_itself_and_links_back(fake_hub):
+    memory = small_memory()
+    memory.push_to_hub("user/with-card", push_dataset=True)
+    files = fake_hub.files("user/with-card-recalled", repo_type="dataset")
+    readme = files["README.md"].decode()
+    metadata = yaml.safe_load(readme.split("---")[1])
+    assert "dataset_info" in metadata or "configs" in metadata  # what datasets wrote is kept
+    assert metadata["license"] == "mit" and metadata["source_datasets"] == ["ylecun/mnist"]
+    for fact in ("Recalled from [user/with-card](https://huggingface.co/user/with-card)", "mean [0.3], std [0.4]",
+                 'memory.load_split("test")'):
+        assert fact in readme, fact
+    from datasets import load_dataset
+
+    loaded = load_dataset("user/with-card-recalled", split="train")
+    assert len(loaded) == 4 * memory.config.images_per_query
+
+
+def test_preprocess_puts_real_images_in_the_memory_pixel_space():
+    memory = small_memory()
+    uint8 = torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8)
+    expected = (uint8.float() / 255 - 0.3) / 0.4
+    torch.testing.assert_close(memory.preprocess(uint8)[:, 0], expected)
+    pil = [PILImage.fromarray(im.numpy()) for im in uint8]
+    torch.testing.assert_close(memory.preprocess(pil)[:, 0], expected)
+    import pytest
+
+    with pytest.raises(ValueError, match="3 channel.*grayscale"):
+        memory.preprocess(torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"\(1, 9, 9\) but this memory's are \(1, 8, 8\)"):
+        memory.preprocess(torch.rand(2, 1, 9, 9))

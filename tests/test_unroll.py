@@ -155,10 +155,10 @@ def test_compiled_engine_equals_whole_graph_autograd():
 
 def test_real_batch_gradient_in_chunks_equals_one_graph():
     memory, net, init, step_data, outer = problem("learned", 1)
-    from hf_rtp.unroll import InnerStep, RealBatchLoss, _Flat
+    from hf_rtp.unroll import FlatParams, InnerStep, RealBatchLoss
 
     chunked = RealBatchLoss(net.functional, outer.images, outer.labels, chunk=5)  # 12 images: chunks of 5, 5, 2
-    flat = _Flat(init)
+    flat = FlatParams(init)
     w = flat.flatten(init)
     loss, grad = chunked.value_and_grad(w, InnerStep(net.functional, flat))
     leaf = w.clone().requires_grad_(True)
