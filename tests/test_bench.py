@@ -1,15 +1,34 @@
-"""The benchmark scripts' code paths on tiny data (their real runs are long; see bench/run_all.sh)."""
+"""The benchmark scripts' code paths on tiny data (their real runs are long; see bench/run_all.sh), and what keeps
+the README's results reproducible: bench/common.py's result writer, and every results JSON holding only keys its
+script writes, under a command that bench/run_all.sh or bench/gpu_checks.sh runs."""
 
+import argparse
+import importlib.util
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from datasets import ClassLabel, Dataset, Features, Image
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def _load_common():
+    # by path, under its own name: the bench scripts import it as `common`, a name too generic to claim in tests
+    spec = importlib.util.spec_from_file_location("bench_common", ROOT / "bench" / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+common = _load_common()
 
 
 def test_cifar10_script_end_to_end_on_a_tiny_cifar_layout(tmp_path):
@@ -28,6 +47,8 @@ def test_cifar10_script_end_to_end_on_a_tiny_cifar_layout(tmp_path):
     assert "CIFAR-10 IPC 1 (cpu)" in done.stdout
     row = json.loads((tmp_path / "out" / "cifar10.json").read_text())
     assert row["settings"]["augment"] == "flip_rotate" and row["result"]["models"] == 1
+    assert row["command"].startswith("python bench/cifar10.py --dataset ") and "note" not in row
+    assert row["train_images"] == 60 and row["test_images"] == 20 and len(row["elapsed_seconds_after_each_outer_step"]) == 2
     config = json.loads((tmp_path / "out" / "memories" / "cifar10-ipc1-cpu" / "config.json").read_text())
     assert config["zca_regularization"] == 0.1 and config["images_per_query"] == 115
     assert (tmp_path / "out" / "memories" / "cifar10-ipc1-cpu" / "README.md").exists()
@@ -57,6 +78,19 @@ def test_cross_arch_picks_recipes_on_validation_and_records_them(tmp_path):
         assert chosen["validation"][chosen["recipe"]] == max(chosen["validation"].values())
         assert len(chosen["runs"]) == 1 and 0 <= chosen["mean"] <= 1
     assert "CPU" in record["machine"] or "no GPU" in record["machine"]
+    assert convnet["models"] == resnet["models"] == 1 and convnet["command"] == record["command"]
+    assert "commands" not in record and "note" not in record
+
+    # --merge: a second run replaces the ConvNet's row and keeps the resnet's; the file lists both commands
+    command = [sys.executable, str(ROOT / "bench" / "cross_arch.py"), str(tmp_path / "memory"), "--models", "2", "--epochs", "1",
+               "--students", "ConvNet-128", "--device", "cpu", "--note", "the ConvNet again", "--merge", "--output", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    merged = json.loads(output.read_text())
+    assert [r["student"] for r in merged["rows"]] == ["ConvNet-128", "resnet10t"]
+    assert merged["rows"][0]["models"] == 2 and merged["rows"][1] == resnet
+    assert merged["commands"] == [record["command"], merged["command"]] and merged["command"].endswith("--merge --output " + str(output))
+    assert merged["note"] == "the ConvNet again"
 
 
 def test_unroll_bench_times_engine_and_reference_and_checks_the_ratios(tmp_path):
@@ -66,6 +100,7 @@ def test_unroll_bench_times_engine_and_reference_and_checks_the_ratios(tmp_path)
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(output.read_text())
+    assert record["command"] == shlex.join(["python", "bench/unroll.py", *command[2:]]) and record["device"] == "cpu"
     assert {(r["impl"], r["T"]) for r in record["rows"]} == {("engine", 2), ("reference", 2), ("engine", 3), ("reference", 3)}
     assert all(r["device"] == "cpu" and r["peak_mb"] == r["peak_rss_mb"] > 0 for r in record["rows"])
     assert {"engine peak T=3 / T=2", "engine / reference peak at T=3", "engine / plain steps at T=3"} <= set(record["ratios"])
@@ -81,3 +116,159 @@ def test_ablations_in_parallel_processes(tmp_path):
     (row,) = json.loads(output.read_text())["rows"]
     assert row["finding"].startswith("downsampled") and row["A"]["memory"]["downsample"] == 2 and row["B"]["memory"]["downsample"] == 1
     assert all(len(row[k]["seeds"]) == 2 and all(s["outer_steps"] >= 1 for s in row[k]["seeds"]) for k in "AB")
+
+
+# ---- bench/common.py -------------------------------------------------------------------------------------------------
+
+
+def test_command_line_names_the_script_from_the_repo_root_and_quotes_arguments():
+    assert common.command_line([str(ROOT / "bench" / "cross_arch.py"), "memory", "--recipes", "protocol, standardized"]) == \
+        "python bench/cross_arch.py memory --recipes 'protocol, standardized'"
+    assert common.command_line(["/elsewhere/x.py", "--a"]) == "python /elsewhere/x.py --a"  # outside the repo: as given
+    args = ["--note", "it's a note", "--settings", '{"lr": 0.1}']
+    assert shlex.split(common.command_line([str(ROOT / "bench" / "mnist.py"), *args]))[2:] == args  # round trip
+
+
+def test_result_options_note_output_and_merge():
+    parser = argparse.ArgumentParser()
+    common.add_result_options(parser, "out.json", mergeable=True)
+    args = parser.parse_args(["--note", "shared GPU", "--merge"])
+    assert (args.note, args.output, args.merge) == ("shared GPU", "out.json", True)
+    assert parser.parse_args([]).merge is False
+    by_default = argparse.ArgumentParser()
+    common.add_result_options(by_default, "out.json", merge_by_default=True)  # bench/mnist.py: one row per run
+    assert by_default.parse_args([]).merge is True and by_default.parse_args(["--no-merge"]).merge is False
+    no_merge = argparse.ArgumentParser()
+    common.add_result_options(no_merge)
+    assert vars(no_merge.parse_args([])) == {"note": None}
+
+
+def _write(monkeypatch, path, rows, argv, note=None, merge=False, **kwargs):
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "bench" / "x.py"), *argv])
+    return common.write_result(path, {"dataset": "digits", "rows": rows}, argparse.Namespace(note=note, merge=merge), **kwargs)
+
+
+def test_write_result_adds_command_machine_and_note(tmp_path, monkeypatch):
+    written = _write(monkeypatch, tmp_path / "r.json", [{"k": 1}], ["--a", "1"], note="a remark")
+    assert json.loads((tmp_path / "r.json").read_text()) == written
+    assert written["command"] == "python bench/x.py --a 1" and written["note"] == "a remark"
+    assert "CPU cores" in written["machine"] and written["dataset"] == "digits" and "commands" not in written
+    assert "note" not in _write(monkeypatch, tmp_path / "r.json", [], [])  # no --note, no note; no --merge: replaced
+
+
+def test_merge_replaces_rows_by_key_keeps_the_others_and_lists_every_command(tmp_path, monkeypatch):
+    path, key = tmp_path / "r.json", lambda r: r["student"]
+    _write(monkeypatch, path, [{"student": "a", "v": 1}, {"student": "b", "v": 1}], ["--first"], note="first note")
+    merged = _write(monkeypatch, path, [{"student": "b", "v": 2}, {"student": "c", "v": 2}], ["--second"], note="second note",
+                    merge=True, row_key=key)
+    assert merged["rows"] == [{"student": "a", "v": 1}, {"student": "b", "v": 2}, {"student": "c", "v": 2}]
+    assert merged["commands"] == ["python bench/x.py --first", "python bench/x.py --second"] == [merged["commands"][0], merged["command"]]
+    assert merged["note"] == "first note; second note"
+    # the same run written again (a script writes after every row) changes nothing
+    assert _write(monkeypatch, path, [{"student": "b", "v": 2}, {"student": "c", "v": 2}], ["--second"], note="second note",
+                  merge=True, row_key=key) == merged
+    # a third command: appended; without its own note the notes stay; sort_rows orders the table by key
+    third = _write(monkeypatch, path, [{"student": "0", "v": 3}], ["--third"], merge=True, row_key=key, sort_rows=True)
+    assert [r["student"] for r in third["rows"]] == ["0", "a", "b", "c"] and len(third["commands"]) == 3
+    assert third["note"] == "first note; second note"
+    # --merge with no file yet: a plain write
+    assert "commands" not in _write(monkeypatch, tmp_path / "new.json", [{"student": "a"}], [], merge=True, row_key=key)
+
+
+def test_write_json_is_atomic(tmp_path):
+    path = tmp_path / "r.json"
+    common.write_json(path, {"a": 1})
+    with pytest.raises(TypeError):
+        common.write_json(path, {"a": object()})  # fails while serialising: the old file stays whole
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left behind
+
+
+def test_mnist_is_read_from_its_local_copy_when_present(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_RTP_MNIST_DIR", str(tmp_path))
+    assert common.resolve_dataset("ylecun/mnist") == "ylecun/mnist"  # no parquet there: the Hub id
+    (tmp_path / "train-00000-of-00001.parquet").touch()
+    assert common.resolve_dataset("ylecun/mnist") == str(tmp_path) and common.resolve_dataset("digits") == "digits"
+
+
+# ---- bench/results/*.json and bench/report.py -------------------------------------------------------------------------
+
+# The keys each script writes (bench/common.py adds COMMON_KEYS to every record). report.py reads no others.
+WRITTEN = {
+    "main_job": ({"minutes", "dataset", "ipc", "num_bases", "images_per_query", "downsample", "storage_floats", "evaluation",
+                  "distillation"}, None),
+    "unroll": ({"device", "rows", "ratios"},
+               {"impl", "T", "device", "skipped", "seconds_per_outer_step", "all_seconds", "plain_steps_seconds", "ratio_to_plain_steps",
+                "peak_rss_mb", "peak_above_setup_mb", "compile_seconds", "synthetic_per_step", "real_batch", "threads", "peak_cuda_mb",
+                "peak_cuda_above_setup_mb", "peak_mb"}),
+    "mnist": ({"rows"},
+              {"ipc", "method", "command", "machine", "dataset", "tag", "accuracy", "images", "storage_floats", "num_bases",
+               "images_per_query", "downsample", "settings", "distillation", "distill_minutes", "resumed_minutes", "curve",
+               "memory_folder", "best_val_accuracy"}),
+    "ablations": ({"dataset", "ipc", "minutes_per_run", "seeds", "parallel", "evaluation", "rows"}, {"finding", "A", "B", "holds", "gap"}),
+    "cross_arch": ({"title", "memory", "dataset", "ipc", "epochs", "selection", "rows"},
+                   {"student", "learner", "learner_kwargs", "distilled", "random_real", "models", "command"}),
+    "cifar10": ({"config", "dataset", "train_images", "test_images", "distill_minutes", "settings", "evaluation", "result", "paper",
+                 "memory_folder", "elapsed_seconds_after_each_outer_step"}, None),
+}
+RESULT_FILES = sorted(RESULTS.glob("*.json"))
+
+
+def _family(path: Path) -> str:
+    return next(name for name in sorted(WRITTEN, key=len, reverse=True) if path.stem.startswith(name))
+
+
+@pytest.mark.parametrize("path", RESULT_FILES, ids=lambda p: p.name)
+def test_results_hold_only_keys_their_script_writes(path):
+    record = json.loads(path.read_text())
+    keys, row_keys = WRITTEN[_family(path)]
+    assert set(record) <= keys | set(common.COMMON_KEYS), set(record) - keys - set(common.COMMON_KEYS)
+    assert {"command", "machine"} <= set(record)
+    if "commands" in record:
+        assert record["commands"][-1] == record["command"]
+    for row in record.get("rows", []) if row_keys else []:
+        assert set(row) <= row_keys, set(row) - row_keys
+
+
+def _script_commands() -> set[tuple[str, ...]]:
+    """The `python bench/...` command lines of run_all.sh and gpu_checks.sh, as word lists."""
+    commands = set()
+    for script in ("run_all.sh", "gpu_checks.sh"):
+        text = (ROOT / "bench" / script).read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            words = shlex.split(line, comments=True) if "python bench/" in line else []
+            if "python" in words:  # a command line, not a comment naming one
+                words = words[words.index("python"):]
+                commands.add(tuple(words[:-1] if words[-1] == "&" else words))
+    return commands
+
+
+@pytest.mark.parametrize("path", RESULT_FILES, ids=lambda p: p.name)
+def test_every_recorded_command_is_a_line_of_run_all_or_gpu_checks(path):
+    record = json.loads(path.read_text())
+    recorded = {record["command"], *record.get("commands", []), *(row["command"] for row in record.get("rows", []) if "command" in row)}
+    lines = _script_commands()
+    missing = [c for c in recorded if tuple(shlex.split(c)) not in lines]
+    assert not missing, missing
+
+
+def test_report_renders_every_result(tmp_path):
+    readme = tmp_path / "README.md"
+    shutil.copy(ROOT / "README.md", readme)
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "report.py"), "--readme", str(readme)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = readme.read_text()
+    section = text.split("<!-- results:begin")[1].split("<!-- results:end -->")[0]
+    assert text.split("<!-- results:begin")[0] == (ROOT / "README.md").read_text().split("<!-- results:begin")[0]
+    for path in RESULT_FILES:
+        record = json.loads(path.read_text())
+        if path.name != "mnist_tuning.json":  # the tuning pilots chose settings; they are no README table
+            assert _without_note(record["command"]) in section, path.name
+
+
+def _without_note(command: str) -> str:
+    """A command as the README shows it: its --note is printed as a note of its own."""
+    words = shlex.split(command)
+    kept = [w for i, w in enumerate(words) if w != "--note" and (i == 0 or words[i - 1] != "--note")]
+    return shlex.join(kept)

@@ -12,8 +12,7 @@ from PIL import Image
 from hf_rtp import AddressableMemory
 from hf_rtp.cli import main
 
-TINY = ["--steps", "4", "--unroll-steps", "3", "--eval-every", "2", "--eval-epochs", "3", "--learner-width", "8",
-        "--eval-width", "8", "--final-models", "2", "--final-epochs", "5", "--no-progress"]
+from tests.helpers import TINY_CLI as TINY
 
 
 @pytest.fixture(scope="module")

@@ -8,36 +8,12 @@ import torch
 from hf_rtp import AddressableMemory, AddressableMemoryConfig
 from hf_rtp.data import load_image_dataset
 from hf_rtp.distill import DistillConfig, Distiller
+from tests.helpers import assert_same, fresh_memory, state, tiny
 
 
 @pytest.fixture(scope="module")
 def digits():
     return load_image_dataset("digits")
-
-
-def fresh_memory(data, seed=0, **kwargs):
-    torch.manual_seed(seed)
-    kwargs = {"num_bases": 8, **kwargs}
-    cfg = AddressableMemoryConfig.for_budget(data.image_shape, data.class_names, ipc=1, mean=data.mean, std=data.std, **kwargs)
-    return AddressableMemory(cfg)
-
-
-def tiny(tmp_path, **overrides):
-    settings = dict(steps=6, unroll_steps=4, learner_width=8, real_per_class=8, synthetic_per_class=3, eval_every=2,
-                    eval_epochs=3, eval_width=8, checkpoint_every=2, output_dir=str(tmp_path), optimizer="adam", lr=0.05,
-                    progress=False)
-    settings.update(overrides)
-    return DistillConfig(**settings)
-
-
-def state(memory):
-    return {k: v.detach().clone() for k, v in memory.state_dict().items()}
-
-
-def assert_same(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 def test_same_seed_gives_the_same_memory_bit_for_bit(digits, tmp_path):
@@ -134,9 +110,12 @@ def test_per_class_memory_trains_through_the_same_loop(digits, tmp_path):
     assert not torch.equal(before, memory.bases.detach())
 
 
-def test_truncated_and_random_windows_run(digits, tmp_path):
-    for i, extra in enumerate([dict(window=2), dict(window=2, random_window=True)]):
-        Distiller(tiny(tmp_path / str(i), steps=2, eval_every=0, **extra), fresh_memory(digits), digits).train()
+def test_truncated_and_random_windows_change_what_is_learned(digits, tmp_path):
+    """Each option reaches the unroll: a window, and a random end for it, each give another memory than full BPTT."""
+    memories = [state(Distiller(tiny(tmp_path / str(i), steps=2, eval_every=0, **extra), fresh_memory(digits), digits).train())
+                for i, extra in enumerate([dict(), dict(window=2), dict(window=2, random_window=True)])]
+    assert not torch.equal(memories[0]["bases"], memories[1]["bases"])
+    assert not torch.equal(memories[1]["bases"], memories[2]["bases"])
 
 
 @pytest.mark.parametrize(
