@@ -1,7 +1,7 @@
 """The paper's findings at CPU scale, each at equal storage budget and equal wall-clock time, over seeds.
 
     python bench/ablations.py                          # embedded digits, 2 seeds, 1.5 minutes per run
-    python bench/ablations.py --dataset ../shared/data/mnist --ipc 1 --minutes 5 --seeds 0 1
+    python bench/ablations.py --dataset ylecun/mnist --ipc 1 --minutes 5 --seeds 0 1   # the local copy when present
 
 | finding (paper) | setting A (paper's choice) | setting B |
 |---|---|---|
@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
+from common import RESULTS, add_result_options, default_device, resolve_dataset, write_result
+
 BASE = dict(unroll_steps=50, inner_momentum=0.9, learner_width=32, synthetic_per_class=4, real_per_class=32, optimizer="adam",
             lr=0.01, eval_every=25, eval_epochs=100, eval_width=32, checkpoint_every=0)
 MEMORY = dict(num_bases=8, downsample=2, addressing="learned")
@@ -60,12 +60,12 @@ def _run_in_process(job: dict) -> dict:
     from hf_rtp.data import load_train_test
 
     torch.set_num_threads(job.pop("threads"))
-    return one_run(load_train_test(job.pop("dataset_name")), **job)
+    return one_run(load_train_test(resolve_dataset(job.pop("dataset_name"))), **job)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--dataset", default="digits", help="digits, ylecun/mnist (its local copy when present) or any dataset name")
     parser.add_argument("--ipc", type=float, default=2, help="budget in images per class (2 lets ds=1 fit on digits)")
     parser.add_argument("--minutes", type=float, default=1.5, help="wall-clock distillation budget per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -76,11 +76,9 @@ def main() -> None:
                         help="runs at a time, each in its own process (on a GPU all runs can share it at once: equal time, "
                              "equal contention); 1 runs them one after another in this process")
     parser.add_argument("--device", default=None, help="where the evaluation networks train (default: cuda if available)")
-    parser.add_argument("--output", default=str(RESULTS / "ablations.json"))
     parser.add_argument("--runs-dir", default=str(RESULTS / "runs"), help="where each run's checkpoints and metrics go")
+    add_result_options(parser, RESULTS / "ablations.json")
     args = parser.parse_args()
-
-    from machine import default_device, describe
 
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import EvalConfig
@@ -105,7 +103,7 @@ def main() -> None:
         with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_run_in_process, [{**job, "dataset_name": args.dataset, "threads": threads} for job in jobs]))
     else:
-        dataset = load_train_test(args.dataset)
+        dataset = load_train_test(resolve_dataset(args.dataset))
         results = [one_run(dataset, **job) for job in jobs]
     by_key: dict[str, list[dict]] = {}
     for job, result in zip(jobs, results):
@@ -132,11 +130,9 @@ def main() -> None:
     for r in rows:
         print(f"{r['finding']:36s} {100 * r['A']['mean']:7.2f} +- {100 * r['A']['std']:4.2f} {100 * r['B']['mean']:7.2f} +- "
               f"{100 * r['B']['std']:4.2f}  {'yes' if r['holds'] else 'no'}")
-    record = {"machine": describe(device),
-              "command": "python bench/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-              "dataset": args.dataset, "ipc": args.ipc, "minutes_per_run": args.minutes, "seeds": args.seeds,
+    record = {"dataset": args.dataset, "ipc": args.ipc, "minutes_per_run": args.minutes, "seeds": args.seeds,
               "parallel": args.parallel, "evaluation": f"{args.models} ConvNet-128 x {args.epochs} epochs, test split", "rows": rows}
-    Path(args.output).write_text(json.dumps(record, indent=1))
+    write_result(args.output, record, args, device=device)
     print(f"wrote {args.output}")
 
 

@@ -12,18 +12,20 @@ cpu: the same memory and preprocessing with a width-32 learner, T=30, 4 recalled
 Adam, a wall-clock budget, and 3 x 300-epoch evaluation networks.
 
 Needs the data: `uoft-cs/cifar10` from the Hub (online or cached) or a local folder laid out like it.
-Writes bench/results/cifar10.json and saves the memory with its model card.
+Writes bench/results/cifar10.json (or --output) and saves the memory with its model card.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from common import RESULTS, add_result_options, write_result
+
+# a short run (a check of the GPU path) records the time after each of its first outer steps
+TIMED_STEPS = 100
 CONFIGS = {
     "paper": dict(distill=dict(steps=50_000, unroll_steps=150, synthetic_per_class=32, real_per_class=64, optimizer="sgd",
                                lr=0.1, momentum=0.5, clip_grad_norm=2.0, augment="flip_rotate", eval_every=500,
@@ -48,13 +50,14 @@ def main() -> None:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the unroll and evaluation (default: the config's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--results-dir", default=str(RESULTS), help="where cifar10.json, runs/ and memories/ go")
+    parser.add_argument("--results-dir", default=str(RESULTS), help="where runs/ and memories/ go (and cifar10.json by default)")
     parser.add_argument("--no-progress", action="store_true")
+    add_result_options(parser)
+    parser.add_argument("--output", default=None, help="the JSON to write (default: RESULTS_DIR/cifar10.json)")
     args = parser.parse_args()
 
     import torch
     from accelerate import Accelerator
-    from machine import describe
 
     from hf_rtp import AddressableMemory, DistillConfig, Distiller
     from hf_rtp.data import load_train_test
@@ -85,12 +88,13 @@ def main() -> None:
     record = evaluate_memory(memory, test, EvalConfig(seed=args.seed, **evaluation), train=train, device=accelerator.device)
     folder = results / "memories" / f"cifar10-ipc1-{name}"
     save_with_card(memory, folder)
-    row = {"config": name, "command": "python bench/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-           "machine": describe(str(accelerator.device)), "distill_minutes": round(seconds / 60, 2),
-           "settings": distill, "evaluation": evaluation, "result": record, "paper": {"accuracy": 0.664, "std": 0.004},
-           "memory_folder": str(folder)}
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "cifar10.json").write_text(json.dumps(row, indent=1))
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    elapsed = [m["seconds"] for m in metrics if "seconds" in m and not m.get("final")][:TIMED_STEPS]
+    row = {"config": name, "dataset": args.dataset, "train_images": len(train), "test_images": len(test),
+           "distill_minutes": round(seconds / 60, 2), "settings": distill, "evaluation": evaluation, "result": record,
+           "paper": {"accuracy": 0.664, "std": 0.004}, "memory_folder": str(folder),
+           "elapsed_seconds_after_each_outer_step": elapsed}
+    write_result(args.output or results / "cifar10.json", row, args, device=str(accelerator.device))
     acc, real = record["accuracy"], record["random_real"]
     print(f"CIFAR-10 IPC 1 ({name}): distilled {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f}%, random real "
           f"{100 * real['mean']:.2f} +- {100 * real['std']:.2f}% (paper 66.4 +- 0.4%)")

@@ -8,20 +8,15 @@ student has a few candidate training recipes (below): the ConvNet's own SGD prot
 need from scratch (AdamW with warm-up and cosine decay; a stride-32 ResNet sees the images upsampled so its last
 maps are not 1x1). The recipe is chosen per student and per training set on a validation split held out of the
 training data (never the test split), then `--models` fresh students are trained with it and tested. The same is
-done for random real images of the same budget, the baseline. Writes bench/results/cross_arch.json.
+done for random real images of the same budget, the baseline. Writes bench/results/cross_arch.json; `--merge` adds
+students to a file (a student rerun replaces its row), each row naming its command and number of models.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
-from pathlib import Path
 
-HERE = Path(__file__).parent
-RESULTS = HERE / "results"
-MNIST_LOCAL = HERE.parent.parent / "shared" / "data" / "mnist"
+from common import RESULTS, add_result_options, command_line, default_device, resolve_dataset, write_result
 
 PROTOCOL = {}  # EvalConfig's defaults: SGD lr 0.01 momentum 0.9, constant, no weight decay (the RTP protocol)
 ADAMW = dict(optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine")
@@ -56,7 +51,7 @@ RECIPES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("memory", help="saved memory folder or Hub id")
-    parser.add_argument("--dataset", default=None, help="test dataset (default: the memory's; a local copy of MNIST is used when present)")
+    parser.add_argument("--dataset", default=None, help="test dataset (default: the memory's; the local copy of MNIST when present)")
     parser.add_argument("--models", type=int, default=5, help="students trained and tested per (student, training set)")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--select-models", type=int, default=1, help="students per candidate recipe on the validation split")
@@ -65,10 +60,8 @@ def main() -> None:
     parser.add_argument("--vit-depth", type=int, default=None, help="ViT blocks (default: timm's 12; fewer to fit a CPU)")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--title", default="", help="what this run adds, for the README table's heading")
-    parser.add_argument("--output", default=str(RESULTS / "cross_arch.json"))
+    add_result_options(parser, RESULTS / "cross_arch.json", mergeable=True)
     args = parser.parse_args()
-
-    from machine import default_device, describe
 
     from hf_rtp import AddressableMemory
     from hf_rtp.data import load_train_test
@@ -76,28 +69,28 @@ def main() -> None:
 
     device = args.device or default_device()
     memory = AddressableMemory.from_pretrained(args.memory)
-    dataset = args.dataset or memory.config.dataset_name
-    if dataset == "ylecun/mnist" and MNIST_LOCAL.exists():
-        dataset = str(MNIST_LOCAL)
+    dataset = resolve_dataset(args.dataset or memory.config.dataset_name)
     train, test = load_train_test(dataset, zca=memory.zca() or False)
     train, validation = train.split_validation(0.1, seed=0)  # the split the Distiller validated on (seed 0)
     ipc = memory.config.ipc or memory.config.budget_ipc()
     sets = {"distilled": recalled_tensors(memory), "random_real": random_real(train, ipc)}
     compile_convnet = device == "cpu"  # worth it on a CPU; on a GPU the compile costs more than it saves here
+    candidates = {student: {n: r for n, r in RECIPES[student].items() if not args.recipes or n in args.recipes}
+                  for student in STUDENTS if not args.students or student in args.students}
+    candidates = {student: recipes for student, recipes in candidates.items() if recipes}
+    if any(len(recipes) > 1 for recipes in candidates.values()):
+        n = args.select_models
+        selection = (f"recipe picked per student and per training set on a 10% validation split held out of train, "
+                     f"{n} student{'s' if n != 1 else ''} per candidate recipe")
+    else:
+        selection = "one recipe given (--recipes), so no selection" if args.recipes else "one candidate recipe per student, so no selection"
     rows: list[dict] = []
-    record = {"title": args.title, "machine": describe(device), "command": "python bench/" + shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-              "memory": args.memory, "dataset": memory.config.dataset_name, "ipc": ipc, "models": args.models,
-              "epochs": args.epochs, "selection": f"recipe picked per student and training set on a 10% validation split of "
-              f"train ({args.select_models} student(s) per recipe)", "rows": rows}
-    for student, base in STUDENTS.items():
-        if args.students and student not in args.students:
-            continue
-        base = dict(base)
+    record = {"title": args.title, "memory": args.memory, "dataset": memory.config.dataset_name, "ipc": ipc,
+              "epochs": args.epochs, "selection": selection, "rows": rows}
+    for student, recipes in candidates.items():
+        base = dict(STUDENTS[student])
         if student.startswith("ViT") and args.vit_depth:
             base["learner_kwargs"] = {**base["learner_kwargs"], "depth": args.vit_depth}
-        recipes = {n: r for n, r in RECIPES[student].items() if not args.recipes or n in args.recipes}
-        if not recipes:
-            continue
         row = {"student": student, "learner": base["learner"], "learner_kwargs": base.get("learner_kwargs", {})}
         for name, (x, y) in sets.items():
             def config(recipe: dict, models: int) -> EvalConfig:
@@ -115,8 +108,11 @@ def main() -> None:
             result = evaluate_images(x, y, test, config(recipes[chosen], args.models), device)
             row[name] = {**result.summary(), "recipe": chosen, "recipe_settings": recipes[chosen], "validation": scores}
             print(f"{student:12s} {name:11s} test {result}  (recipe: {chosen})", flush=True)
+        # --merge can gather rows of runs with different --models: each row says how many and which command
+        row.update(models=args.models, command=command_line())
         rows.append(row)
-        Path(args.output).write_text(json.dumps(record, indent=1))  # after every student: a cut-off run keeps its rows
+        # after every student: a run cut off by a time limit keeps its rows
+        write_result(args.output, record, args, device=device, row_key=lambda r: r["student"])
     print(f"wrote {args.output}")
 
 

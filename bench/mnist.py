@@ -7,8 +7,9 @@ evaluated with fresh ConvNet-128s on the 10k test split.
     python bench/mnist.py --ipc 1 --method random_real
     python bench/mnist.py --plot            # accuracy-vs-time PNG from the runs so far
 
-Each run adds its row to bench/results/mnist.json and saves its memory (with model card) under
-bench/results/memories/. Distillation is tuned on the validation split (10% of train) only.
+Each run adds its row to bench/results/mnist.json (one row per --ipc, --method and --tag; --no-merge starts the file
+afresh) and saves its memory (with model card) under bench/results/memories/. Distillation is tuned on the
+validation split (10% of train) only (`TUNE=1 bench/run_all.sh`).
 """
 
 from __future__ import annotations
@@ -16,43 +17,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+import shutil
 import time
 from pathlib import Path
 
-HERE = Path(__file__).parent
-RESULTS = HERE / "results"
-MNIST_LOCAL = HERE.parent.parent / "shared" / "data" / "mnist"
+from common import (MNIST_HUB_ID, RESULTS, ROOT, add_result_options, command_line, default_device, describe_machine,
+                    resolve_dataset, write_result)
 
-# CPU settings chosen on the validation split (bench/results/mnist_tuning.json): a narrow learner in the inner loop
-# buys many more outer steps per hour; the memory is still evaluated by ConvNet-128s.
+# CPU settings chosen on the validation split (bench/results/mnist_tuning.json, from `TUNE=1 bench/run_all.sh`): a
+# narrow learner in the inner loop buys many more outer steps per hour; the memory is still evaluated by ConvNet-128s.
 CPU_SETTINGS = dict(unroll_steps=50, learner_width=32, synthetic_per_class=4, real_per_class=32, optimizer="adam",
                     lr=0.01, eval_every=100, eval_epochs=150, eval_width=32, checkpoint_every=50, compile=True)
 BUDGET = {"memory": dict(num_bases=16, downsample=2, addressing="learned"),
           "per_class": dict(downsample=1, addressing="one_hot")}
 
 
-def machine() -> str:
-    from machine import default_device, describe
-
-    return describe(default_device())
-
-
-def dataset_name(requested: str | None) -> str:
-    if requested:
-        return requested
-    return str(MNIST_LOCAL) if MNIST_LOCAL.exists() else "ylecun/mnist"
+def row_key(row: dict) -> tuple:
+    """One row per (budget, method, variant): a rerun replaces its row."""
+    return row["ipc"], row["method"], row.get("tag", "")
 
 
-def record(row: dict, path: Path) -> None:
-    rows = json.loads(path.read_text())["rows"] if path.exists() else []
-    key = lambda r: (r["ipc"], r["method"], r.get("tag", ""))  # noqa: E731
-    rows = [r for r in rows if key(r) != key(row)] + [row]
-    rows.sort(key=key)
-    path.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
-
-
-def run(args) -> dict:
+def run(args, device: str) -> dict:
     import torch
 
     from hf_rtp import AddressableMemory, DistillConfig, Distiller
@@ -61,16 +46,13 @@ def run(args) -> dict:
     from hf_rtp.hub import save_with_card
 
     torch.set_num_threads(args.threads)
-    name = dataset_name(args.dataset)
-    train, test = load_train_test(name)
-    train.name = "ylecun/mnist"  # the local copy has the Hub repo's layout: record the Hub id on the card
-    from machine import default_device
-
-    device = default_device()  # the Distiller's Accelerator picks the same
+    train, test = load_train_test(resolve_dataset(args.dataset))
+    train.name = args.dataset  # a local copy has the Hub repo's layout: record the Hub id on the card
     on_cpu = device == "cpu"  # micro-batches and compile pay off on a CPU only
     eval_config = EvalConfig(models=args.models, epochs=args.epochs, seed=args.seed, micro_batch=64 if on_cpu else None, compile=on_cpu)
-    command = "python bench/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    row = {"ipc": args.ipc, "method": args.method, "command": command, "machine": machine(), "dataset": "ylecun/mnist"}
+    # each row keeps its own command and machine: the file gathers many runs
+    row = {"ipc": args.ipc, "method": args.method, "command": command_line(), "machine": describe_machine(device),
+           "dataset": args.dataset}
     if args.tag:
         row["tag"] = args.tag
     if args.method == "random_real":
@@ -83,9 +65,14 @@ def run(args) -> dict:
     budget = {**BUDGET[args.method], **({"num_bases": args.num_bases} if args.num_bases else {})}
     memory = AddressableMemory.for_dataset(train, ipc=args.ipc, **budget)
     out = RESULTS / "runs" / f"mnist-ipc{args.ipc:g}-{args.method}{'-' + args.tag if args.tag else ''}"
+    resume = args.resume or bool(args.resume_from)
+    if args.resume_from:  # continue another run under this run's name, leaving that one as it is
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(args.resume_from, out)
     settings = {**CPU_SETTINGS, **json.loads(args.settings or "{}")}
     config = DistillConfig(steps=100_000, max_minutes=args.minutes, output_dir=str(out), seed=args.seed,
-                           progress=not args.no_progress, resume=args.resume, overwrite_output_dir=not args.resume, **settings)
+                           progress=not args.no_progress, resume=resume, overwrite_output_dir=not resume, **settings)
     started = time.perf_counter()
     memory = Distiller(config, memory, train).train()
     distill_seconds = time.perf_counter() - started
@@ -104,10 +91,12 @@ def run(args) -> dict:
         storage_floats=memory.config.storage_floats(),
         num_bases=memory.config.num_bases, images_per_query=memory.config.images_per_query,
         downsample=memory.config.downsample, settings=settings, distillation=memory.config.distillation,
-        distill_minutes=round(distill_seconds / 60, 2),
-        curve=curve,
-        memory_folder=str(folder.relative_to(HERE.parent)),
+        # a resumed run's budget counts across resumes: its distillation time is the Distiller's running total
+        distill_minutes=memory.config.distillation["minutes"] if resume else round(distill_seconds / 60, 2),
     )
+    if resume:
+        row["resumed_minutes"] = round(distill_seconds / 60, 2)  # this process's share
+    row.update(curve=curve, memory_folder=str(folder.relative_to(ROOT)))
     return row
 
 
@@ -147,21 +136,23 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=5, help="ConvNet-128s trained for the test evaluation")
     parser.add_argument("--epochs", type=int, default=300, help="epochs per evaluation network")
     parser.add_argument("--settings", default=None, help="JSON overrides of the DistillConfig settings")
-    parser.add_argument("--dataset", default=None, help="default: ../shared/data/mnist if present, else ylecun/mnist")
+    parser.add_argument("--dataset", default=MNIST_HUB_ID, help="default: %(default)s (its local copy when present, see bench/common.py)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="continue this run (same --ipc, --method, --tag)")
+    parser.add_argument("--resume-from", default=None, metavar="RUN_DIR",
+                        help="continue a copy of another run's folder under this run's name (e.g. a longer budget, --tag)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--plot", action="store_true", help="only redraw the accuracy-vs-time PNG")
     parser.add_argument("--tag", default="", help="name of a variant (e.g. a tuning pilot), kept as its own row")
     parser.add_argument("--validation-only", action="store_true", help="tuning run: report validation accuracy only")
-    parser.add_argument("--output", default=str(RESULTS / "mnist.json"))
+    add_result_options(parser, RESULTS / "mnist.json", merge_by_default=True)
     args = parser.parse_args()
     path = Path(args.output)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if not args.plot:
-        row = run(args)
-        record(row, path)
+        device = default_device()  # the Distiller's Accelerator picks the same
+        row = run(args, device)
+        write_result(path, {"rows": [row]}, args, device=device, row_key=row_key, sort_rows=True)
         if args.validation_only:
             print(f"MNIST ipc {args.ipc:g} {args.method} {args.tag}: best validation {100 * row['best_val_accuracy']:.2f}% "
                   f"after {row['distillation']['outer_steps']} steps")

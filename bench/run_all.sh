@@ -1,27 +1,58 @@
 #!/usr/bin/env bash
-# Every benchmark behind the README's results section, in order, refreshing the README tables as it goes
-# (about 3.5 hours on 2 CPU cores; each line also runs on its own). Run on a quiet machine: budgets are wall-clock.
-# IPC 1 runs get 30 minutes of distillation, IPC 10 runs 20 minutes each (so the chain fits one working session).
-# The settings were tuned on the validation split by bench/tune_mnist.sh. The GPU rows of the README (unroll on
-# CUDA, MNIST ablations, cross-architecture with recipe selection, the CIFAR-10 paper configuration) come from
-# bench/gpu_checks.sh, run on a lent GPU machine.
+# Every command behind the README's results section, in order, ending with bench/report.py, which rewrites the
+# tables from bench/results/*.json. Each JSON names the command that wrote it (`command`; `commands` where runs were
+# merged with --merge), and each of those is a line of this script or of bench/gpu_checks.sh.
+#
+# The CPU lines run here: about 3.5 hours on 2 CPU cores (each line also runs on its own). Run on a quiet machine:
+# budgets are wall-clock. IPC 1 runs get 30 minutes of distillation, IPC 10 runs 20 minutes each.
+# The GPU tables (unroll on CUDA, MNIST ablations, cross-architecture with recipe selection, the CIFAR-10 paper
+# configuration) come from bench/gpu_checks.sh on a lent GPU machine, provisioned by bench/provision_device.sh; bring
+# back the JSON files it copies to its $OUT into bench/results/. GPU=1 runs it from here, on a machine with a GPU
+# and this environment.
+# TUNE=1 first reruns the tuning pilots that chose bench/mnist.py's CPU settings (5 minutes each, validation split
+# only; bench/results/mnist_tuning.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
+
+if [ -n "${TUNE:-}" ]; then
+    python bench/mnist.py --ipc 1 --minutes 5 --validation-only --output bench/results/mnist_tuning.json --no-progress --tag w32-T50-s4-adam
+    python bench/mnist.py --ipc 1 --minutes 5 --validation-only --output bench/results/mnist_tuning.json --no-progress --tag w32-T20-s8-adam \
+        --settings '{"unroll_steps": 20, "synthetic_per_class": 8}'
+    python bench/mnist.py --ipc 1 --minutes 5 --validation-only --output bench/results/mnist_tuning.json --no-progress --tag w32-T50-s4-sgd \
+        --settings '{"optimizer": "sgd", "lr": 0.1, "momentum": 0.5}'
+    python bench/mnist.py --ipc 1 --minutes 5 --validation-only --output bench/results/mnist_tuning.json --no-progress --tag w64-T50-s4-adam \
+        --settings '{"learner_width": 64}'
+    # IPC 10: how many bases (r = 102 images per class with K=64, 41 with K=128)
+    python bench/mnist.py --ipc 10 --minutes 5 --validation-only --output bench/results/mnist_tuning.json --no-progress --tag K64 --num-bases 64
+    python bench/mnist.py --ipc 10 --minutes 5 --validation-only --output bench/results/mnist_tuning.json --no-progress --tag K128 --num-bases 128
+fi
+
+# Main job
 python bench/main_job.py
+# MNIST at CPU scale, IPC 1 (each run adds its row to bench/results/mnist.json)
 python bench/mnist.py --ipc 1 --method random_real --no-progress
 python bench/mnist.py --ipc 1 --method memory --minutes 30 --no-progress
 python bench/mnist.py --ipc 1 --method per_class --minutes 30 --no-progress
 python bench/report.py
+# Unroll engine on the CPU; the paper's findings on digits
 python bench/unroll.py
 python bench/ablations.py
 python bench/report.py
+# MNIST at CPU scale, IPC 10, then the IPC 10 memory resumed to a 70-minute budget as its own row
 python bench/mnist.py --ipc 10 --method random_real --no-progress
 python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 20 --no-progress
 python bench/mnist.py --ipc 10 --method per_class --minutes 20 --no-progress
 python bench/report.py
-cp -r bench/results/runs/mnist-ipc10-memory bench/results/runs/mnist-ipc10-memory-70min
-python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 70 --no-progress --resume --tag 70min
-python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory --students resnet10t --recipes "protocol, standardized" \
-    --models 2 --device cpu --title "resnet10t with the standardize fix, on a CPU" --output bench/results/cross_arch_standardized.json
+python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 70 --no-progress \
+    --resume-from bench/results/runs/mnist-ipc10-memory --tag 70min \
+    --note 'the 20-minute IPC 10 memory run resumed to a 70-minute total budget (the budget counts across resumes)'
+# Cross-architecture on the CPU: resnet10t with standardized images, on the IPC 1 memory above
+python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory --students resnet10t --recipes 'protocol, standardized' \
+    --models 2 --epochs 300 --device cpu --title 'resnet10t with the standardize fix, on a CPU' \
+    --output bench/results/cross_arch_standardized.json
+# The GPU tables
+if [ -n "${GPU:-}" ]; then
+    PROVISION=0 bash bench/gpu_checks.sh
+fi
 python bench/report.py

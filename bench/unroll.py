@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from common import RESULTS, add_result_options, write_result
 
 
 def rss_mb() -> float:
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--reference-max-gb", type=float, default=None,
                         help="skip a reference run whose peak, extrapolated from shorter runs, would exceed this (GB); "
                              "default: 80%% of RAM (of the GPU's memory on cuda)")
-    parser.add_argument("--output", default=str(RESULTS / "unroll.json"))
+    add_result_options(parser, RESULTS / "unroll.json")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--T", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -191,13 +191,8 @@ def main() -> None:
             checks[f"{engine} / plain steps at T={t_hi}"] = by[engine, t_hi]["ratio_to_plain_steps"]
     for name, value in checks.items():
         print(f"{name}: {value:.2f}")
-    from machine import describe
-
-    record = {"machine": describe(args.device), "device": args.device, "command": "python " + " ".join(sys.argv),
-              "rows": rows, "ratios": checks}
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(record, indent=1))
+    write_result(output, {"device": args.device, "rows": rows, "ratios": checks}, args, device=args.device)
     print(f"wrote {output} and {plot(rows, output.with_name(output.stem + '_memory.png'), args.device)}")
 
 
