@@ -24,6 +24,8 @@ CARD_NAME = "README.md"
 CARD_TEMPLATE = "addressable_memory.md"
 DATASET_CARD_TEMPLATE = "recalled_dataset.md"
 PICTURES = ("recalled.png", "bases.png", "class_similarity.png")
+# What `upload_folder` takes beyond the folder and repo: transformers' push_to_hub keyword arguments.
+UPLOAD_KWARGS = ("commit_message", "commit_description", "private", "token", "revision", "create_pr")
 # Keyword arguments of from_pretrained that also locate files (local folder or Hub id).
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
 

@@ -317,29 +317,23 @@ class AddressableMemory(PreTrainedModel):
         is_main_process: bool = True,
         push_to_hub: bool = False,
         repo_id: str | None = None,
-        commit_message: str | None = None,
-        commit_description: str | None = None,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
         tags: list[str] | None = None,
         dataset_repo_id: str | None = None,
         **kwargs: Any,
-    ) -> None:
+    ) -> str | None:
         """model.safetensors and config.json (transformers), plus our model card (README.md) and pictures, in
-        `save_directory`; with `push_to_hub`, that folder is uploaded as it is (to `repo_id`, default the folder's
-        name), so a push carries the same card and pictures as a local save."""
+        `save_directory`. With `push_to_hub`, that folder is uploaded as it is to `repo_id` (default: the folder's
+        name; upload options as for `push_to_hub`), so a push carries the same card and pictures as a local save;
+        returns the commit URL then."""
         if not is_main_process:
-            return
+            return None
+        upload = {k: kwargs.pop(k) for k in hub.UPLOAD_KWARGS if k in kwargs}
         folder = Path(save_directory)
         super().save_pretrained(folder, **kwargs)
         self.save_pictures(folder)
         card_repo = repo_id or (folder.name if push_to_hub else None)
         hub.write_card(self.config, folder, card_repo, dataset_repo_id, tags)
-        if push_to_hub:
-            hub.upload_folder(folder, card_repo, commit_message=commit_message, commit_description=commit_description,
-                              private=private, token=token, revision=revision, create_pr=create_pr)
+        return hub.upload_folder(folder, card_repo, **upload) if push_to_hub else None
 
     def push_to_hub(  # type: ignore[override]
         self,
@@ -364,7 +358,7 @@ class AddressableMemory(PreTrainedModel):
             hub.push_recalled_dataset(self.recall(preview=True), self.config, dataset_repo_id, repo_id,
                                       private=private, token=token)
         with tempfile.TemporaryDirectory() as folder:
-            self.save_pretrained(folder, max_shard_size=max_shard_size, repo_id=repo_id,
-                                 dataset_repo_id=dataset_repo_id if push_dataset else None, tags=tags)
-            return hub.upload_folder(folder, repo_id, commit_message=commit_message, commit_description=commit_description,
-                                     private=private, token=token, revision=revision, create_pr=create_pr)
+            return self.save_pretrained(
+                folder, push_to_hub=True, repo_id=repo_id, tags=tags, max_shard_size=max_shard_size,
+                dataset_repo_id=dataset_repo_id if push_dataset else None, commit_message=commit_message,
+                commit_description=commit_description, private=private, token=token, revision=revision, create_pr=create_pr)
