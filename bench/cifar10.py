@@ -62,7 +62,6 @@ def main() -> None:
     from hf_rtp import AddressableMemory, DistillConfig, Distiller
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import EvalConfig, evaluate_memory
-    from hf_rtp.hub import save_with_card
 
     accelerator = Accelerator()
     name = args.config or ("paper" if torch.cuda.is_available() else "cpu")
@@ -87,7 +86,7 @@ def main() -> None:
         return
     record = evaluate_memory(memory, test, EvalConfig(seed=args.seed, **evaluation), train=train, device=accelerator.device)
     folder = results / "memories" / f"cifar10-ipc1-{name}"
-    save_with_card(memory, folder)
+    memory.save_pretrained(folder)  # weights, config, model card, pictures
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     elapsed = [m["seconds"] for m in metrics if "seconds" in m and not m.get("final")][:TIMED_STEPS]
     row = {"config": name, "dataset": args.dataset, "train_images": len(train), "test_images": len(test),

@@ -70,9 +70,9 @@ def main() -> None:
     device = args.device or default_device()
     memory = AddressableMemory.from_pretrained(args.memory)
     dataset = resolve_dataset(args.dataset or memory.config.dataset_name)
-    train, test = load_train_test(dataset, zca=memory.zca() or False)
+    train, test = load_train_test(dataset, space=memory.pixel_space())
     train, validation = train.split_validation(0.1, seed=0)  # the split the Distiller validated on (seed 0)
-    ipc = memory.config.ipc or memory.config.budget_ipc()
+    ipc = memory.config.budget_ipc()
     sets = {"distilled": recalled_tensors(memory), "random_real": random_real(train, ipc)}
     compile_convnet = device == "cpu"  # worth it on a CPU; on a GPU the compile costs more than it saves here
     candidates = {student: {n: r for n, r in RECIPES[student].items() if not args.recipes or n in args.recipes}

@@ -43,7 +43,6 @@ def run(args, device: str) -> dict:
     from hf_rtp import AddressableMemory, DistillConfig, Distiller
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import EvalConfig, evaluate_images, evaluate_memory, random_real
-    from hf_rtp.hub import save_with_card
 
     torch.set_num_threads(args.threads)
     train, test = load_train_test(resolve_dataset(args.dataset))
@@ -84,7 +83,7 @@ def run(args, device: str) -> dict:
         return row
     evaluate_memory(memory, test, eval_config, device=device)
     folder = RESULTS / "memories" / f"mnist-ipc{args.ipc:g}-{args.method}{'-' + args.tag if args.tag else ''}"
-    save_with_card(memory, folder)
+    memory.save_pretrained(folder)  # weights, config, model card, pictures
     row.update(
         accuracy=memory.config.evaluation["accuracy"],
         images=memory.config.images_per_query * memory.config.num_classes,

@@ -12,7 +12,6 @@ runs in its own process (clean peak-memory reading): first the T plain training 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import resource
@@ -38,7 +37,7 @@ def worker(args) -> dict:
 
     from hf_rtp import AddressableMemory, AddressableMemoryConfig
     from hf_rtp.learners import ConvNet
-    from hf_rtp.unroll import InnerStep, _Flat, inner_loss, real_batch_loss, unroll, unroll_reference
+    from hf_rtp.unroll import InnerLoop, inner_loss
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -55,8 +54,8 @@ def worker(args) -> dict:
     labels = classes.repeat_interleave(s)
     real = (torch.randn(10 * args.real_per_class, 1, 28, 28, generator=g).to(device),
             torch.arange(10, device=device).repeat_interleave(args.real_per_class))
-    # as the Distiller does: chunked on a CPU (cache-sized), whole on a GPU
-    outer = real_batch_loss(net.functional, *real, chunk=10 * s if not cuda else len(real[1]))
+    # The Distiller's own set-up of an unroll (InnerLoop.unroll_memory): the same recall, real-batch chunking and engine.
+    inner = InnerLoop(net, lr=0.01, momentum=0.9, compile=args.impl == "engine-compiled")
 
     def step_data(t):
         return memory.images_for_labels(classes, picks[t]), labels
@@ -86,21 +85,19 @@ def worker(args) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
         cuda_baseline = torch.cuda.memory_allocated(device) / 2**20
 
-    if args.impl == "reference":
-        run = unroll_reference
-    else:
-        step = InnerStep(net.functional, _Flat(list(net.parameters())), compile=args.impl == "engine-compiled")
-        run = functools.partial(unroll, inner_step=step)
-        if args.impl == "engine-compiled":  # compile once, outside the timing (a one-off per input shape)
-            start = time.perf_counter()
-            run(net.functional, fresh(g), step_data, list(memory.parameters()), outer, 1)
-            compile_seconds = time.perf_counter() - start
+    def run(init, steps=T):
+        return inner.unroll_memory(memory, classes, picks[:steps], *real, init, reference=args.impl == "reference")
+
+    if args.impl == "engine-compiled":  # compile once, outside the timing (a one-off per input shape)
+        start = time.perf_counter()
+        run(fresh(g), steps=1)
+        compile_seconds = time.perf_counter() - start
     times = []
     for i in range(args.repeats):
         init = fresh(torch.Generator().manual_seed(i))
         sync()
         start = time.perf_counter()
-        result = run(net.functional, init, step_data, list(memory.parameters()), outer, T, lr=0.01, momentum=0.9)
+        result = run(init)
         sync()
         times.append(time.perf_counter() - start)
         assert all(torch.isfinite(gr).all() for gr in result.grads)
