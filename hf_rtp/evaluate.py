@@ -7,7 +7,6 @@ the same storage budget, the baseline every distilled set has to beat.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field

@@ -84,9 +84,9 @@ def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, k
         raise CheckpointError(f"weights in {weights} do not match its config: " + "; ".join(problems))
 
 
-def load_checked(loader: Callable, cls: type, path: str | os.PathLike, *args: Any, **kwargs: Any) -> "AddressableMemory":
-    """Run transformers' from_pretrained after checking the files, so no tensor is silently re-initialised."""
-
+def load_checked(loader: Callable, cls: type, path: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+    """Run transformers' from_pretrained (`loader`, bound to the model class `cls`) after checking the files, so no
+    tensor is silently re-initialised; returns what it returns."""
     config = kwargs.get("config")
     if not isinstance(config, AddressableMemoryConfig):
         config_file = _resolve(path, CONFIG_NAME, kwargs)
