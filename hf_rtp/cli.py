@@ -47,10 +47,16 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
     from . import AddressableMemory
     from .distill import Distiller
 
+    from .run_dir import RunDirectory
+
     data_config, memory_options, config = resolve_run_options(args)
     problem = output_dir_problem(config.output_dir)
     if problem:
         raise UsageError(problem)
+    run = RunDirectory(config.output_dir)  # both checks are cheap: make them before the data loads
+    run.check_unlocked()
+    if config.resume and run.read_settings() is None and not run.checkpoints():
+        raise UsageError(f"nothing to resume in {config.output_dir}: no run was started there (start one without --resume)")
     _quiet(config.progress)
     accelerator = Accelerator(log_with=None if config.report_to == "none" else config.report_to,
                               project_dir=config.output_dir)
@@ -268,10 +274,12 @@ def main(argv: Sequence[str] | None = None) -> Any:
     runners = {"distill": run_distill, "evaluate": run_evaluate, "recall": run_recall, "push": run_push, "info": run_info}
     try:
         runners[args.command](args)
-    except (UsageError, ValueError, FileExistsError, FileNotFoundError, OSError) as error:
+    except Exception as error:  # every failure is one line a person can act on; --debug shows the traceback
         if args.debug:
             raise
-        parser.exit(2, f"{PROG}: error: {error}\n")
+        text = " ".join(str(error).split()) or type(error).__name__
+        known = isinstance(error, (UsageError, ValueError, OSError, RuntimeError))
+        parser.exit(2, f"{PROG}: error: {text if known else f'{type(error).__name__}: {text}'}\n")
     return 0
 
 

@@ -215,6 +215,29 @@ class ImageClassificationData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this data for a resumed run: name, size, classes, a hash of the labels and of 64 evenly
+        spaced images' pixels, and the normalisation. Two loads of the same data give the same fingerprint."""
+        import hashlib
+
+        def digest(tensor: torch.Tensor) -> str:
+            return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+        rows = torch.linspace(0, max(len(self) - 1, 0), steps=min(len(self), 64)).long()
+        return {"name": self.name, "images": len(self), "classes": self.class_names[:20] + (["..."] if self.num_classes > 20 else []),
+                "labels": digest(self.labels), "pixels": digest(self.images[rows].float()),
+                "mean": [round(v, 6) for v in self.mean], "std": [round(v, 6) for v in self.std],
+                "zca": self.zca.regularization if self.zca is not None else None}
+
+    def check_finite(self) -> "ImageClassificationData":
+        """Refuse images with NaN or infinite pixels, naming the split and how many: they would poison a memory."""
+        bad = ~torch.isfinite(self.images.flatten(1)).all(1)
+        if bool(bad.any()):
+            rows = torch.nonzero(bad).flatten()[:5].tolist()
+            raise ValueError(f"{self.name or 'the data'}:{self.split or 'train'} has {int(bad.sum())} image(s) with NaN or "
+                             f"infinite pixels (rows {rows}{', ...' if int(bad.sum()) > 5 else ''}): clean or drop them")
+        return self
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
@@ -357,18 +380,26 @@ def _decode_images(dataset, column: str, batch_size: int = 4096) -> np.ndarray:
     from datasets import Array3D, Image
 
     feature = dataset.features[column]
+    raw = dataset.select_columns([column])
     if isinstance(feature, Image):
-        first = dataset.select_columns([column])[0][column]
+        try:
+            first = raw[0][column]
+        except Exception as error:
+            raise ValueError(_undecodable(raw, column, 0, 1) or f"cannot decode images of column {column!r}: {error}") from error
         mode = "L" if first.mode in ("L", "1", "I;16", "I", "F") else "RGB"
-        dataset = dataset.select_columns([column]).cast_column(column, Image(mode=mode))
+        dataset = raw.cast_column(column, Image(mode=mode))
     elif not isinstance(feature, Array3D):
         raise ValueError(f"column {column!r} holds {type(feature).__name__}, not images")
     else:
-        dataset = dataset.select_columns([column])
+        dataset = raw
     dataset = dataset.with_format("numpy")
     chunks = []
     for start in range(0, len(dataset), batch_size):
-        batch = np.asarray(dataset[start : start + batch_size][column])
+        try:
+            batch = np.asarray(dataset[start : start + batch_size][column])
+        except Exception as error:  # a corrupt file: name it rather than pass on the decoder's message
+            found = _undecodable(raw, column, start, start + batch_size) if isinstance(feature, Image) else None
+            raise ValueError(found or f"cannot decode images {start}..{start + batch_size} of column {column!r}: {error}") from error
         if batch.dtype == object:
             shapes = {tuple(b.shape) for b in batch}
             raise ValueError(f"images in column {column!r} have different sizes {sorted(shapes)[:4]}: resize them first")
@@ -376,6 +407,26 @@ def _decode_images(dataset, column: str, batch_size: int = 4096) -> np.ndarray:
             batch = batch[:, None] if batch.ndim == 3 else batch.transpose(0, 3, 1, 2)
         chunks.append(batch)
     return np.concatenate(chunks)
+
+
+def _undecodable(dataset, column: str, start: int, stop: int) -> str | None:
+    """The first image in rows [start, stop) that PIL cannot read, named by its file (or row), or None."""
+    import io
+
+    from datasets import Image
+    from PIL import Image as PILImage
+
+    undecoded = dataset.cast_column(column, Image(decode=False))
+    for row in range(start, min(stop, len(undecoded))):
+        item = undecoded[row][column]
+        try:
+            source = io.BytesIO(item["bytes"]) if item.get("bytes") else item["path"]
+            with PILImage.open(source) as image:
+                image.load()
+        except Exception as error:
+            where = item.get("path") or f"row {row}"
+            return f"image {where} (row {row} of column {column!r}) cannot be read: {error}"
+    return None
 
 
 def _labels(dataset, column: str) -> tuple[np.ndarray, list[str]]:
@@ -417,10 +468,16 @@ def load_image_dataset(
     if config_name is None and spec is not None:
         config_name = spec.config_name
     dataset = _load_hf(hub_name, split, config_name)
+    if len(dataset) == 0:
+        raise ValueError(f"the {split} split of {name} is empty")
     if max_samples is not None and max_samples < len(dataset):
         dataset = dataset.select(range(max_samples))
     image_column, label_column = detect_columns(dataset, name, image_column, label_column)
     pixels = _decode_images(dataset, image_column)
+    if pixels.dtype != np.uint8:  # decoded image files are uint8; only float arrays can hold NaN or inf
+        bad = int((~np.isfinite(pixels.reshape(len(pixels), -1))).any(1).sum())
+        if bad:
+            raise ValueError(f"{name}:{split} has {bad} image(s) with NaN or infinite pixels: clean or drop them")
     labels, class_names = _labels(dataset, label_column)
     if mean is None or std is None:
         if spec is not None and spec.mean is not None and len(spec.mean) == pixels.shape[1]:
@@ -428,7 +485,11 @@ def load_image_dataset(
         else:
             mean, std = channel_stats(pixels)
     if len(mean) != pixels.shape[1] or len(std) != pixels.shape[1]:
-        raise ValueError(f"mean/std need {pixels.shape[1]} values (one per channel), got {list(mean)}, {list(std)}")
+        kinds = {1: "grayscale", 3: "RGB"}
+        raise ValueError(
+            f"{name}:{split} has {kinds.get(pixels.shape[1], f'{pixels.shape[1]}-channel')} images but the normalisation "
+            f"given is for {kinds.get(len(mean), f'{len(mean)}-channel')} ones (mean {list(mean)}, std {list(std)}): "
+            f"a memory distilled from {kinds.get(len(mean), 'other')} data cannot be evaluated on it")
     images = torch.from_numpy(pixels).float()
     if pixels.dtype == np.uint8:
         images /= 255.0

@@ -121,11 +121,15 @@ def unroll_generator(seed: int, step: int, unroll_id: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
+class NonFiniteError(FloatingPointError):
+    """The outer loss, the meta-gradient or the updated memory stopped being finite: the run diverged."""
+
+
 def run_settings(config: DistillConfig, memory: AddressableMemory, train: ImageClassificationData) -> dict[str, dict[str, Any]]:
     """Every option of a run, as `settings.json` records it: how the data was loaded, how the memory was sized,
-    and the DistillConfig. `hf-rtp distill --resume` rebuilds the run from it."""
+    the DistillConfig, and a fingerprint of the data. `hf-rtp distill --resume` rebuilds the run from it."""
     return {"data": dict(train.source or {"dataset": train.name}), "memory": asdict(MemoryOptions.of(memory.config)),
-            "distill": asdict(config)}
+            "distill": asdict(config), "fingerprint": train.fingerprint()}
 
 
 def _launch_warnings(accelerator) -> list[str]:
@@ -158,8 +162,12 @@ class Distiller:
         from accelerate import Accelerator
 
         memory.check_data(train)
+        train.check_finite()
         if test is not None:
             memory.check_data(test)
+            test.check_finite()
+        if train.num_classes < 2:
+            raise ValueError(f"{train.name or 'the data'} has a single class ({train.class_names}): there is nothing to tell apart")
         if memory.config.query_dim != memory.config.num_classes:
             raise ValueError("the Distiller trains memories addressed by class labels (query_dim == classes)")
         self.config = config
@@ -174,6 +182,10 @@ class Distiller:
         self.test, self.full_train = test, train
         if validation is None:
             train, validation = train.split_validation(config.validation_fraction, seed=config.seed)
+        if len(validation) == 0:
+            raise ValueError(f"{train.name or 'the data'} has too few images ({len(self.full_train)}) for a validation split of "
+                             f"{config.validation_fraction:g} per class: every class needs at least 2 images")
+        validation.check_finite()
         self.train_data = train.to(self.device)
         self.validation = validation
         self.memory = memory.to(self.device).train()
@@ -234,13 +246,29 @@ class Distiller:
             total = [self.accelerator.reduce(g, reduction="sum") for g in total]
             loss = self.accelerator.reduce(loss, reduction="sum")
         count = world * cfg.inner_loops
+        # Every rank holds the same reduced values, so every rank stops at the same step.
+        names = [name for name, _ in self.memory.named_parameters()]
+        bad = [name for name, g in zip(names, total) if not bool(torch.isfinite(g).all())]
+        if not math.isfinite(float(loss)) or bad:
+            what = f"the outer loss is {float(loss) / count}" if not math.isfinite(float(loss)) else f"the meta-gradient of {bad} is not finite"
+            raise NonFiniteError(self._divergence(what))
         for p, g in zip(params, total):
             p.grad = g / count
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm if cfg.clip_grad_norm is not None else math.inf)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        bad = [name for name, p in zip(names, params) if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise NonFiniteError(self._divergence(f"the update made {bad} non-finite"))
         self.step += 1
         return {"loss": float(loss) / count, "grad_norm": float(norm)}
+
+    def _divergence(self, what: str) -> str:
+        cfg = self.config
+        latest = self.run.latest()
+        return (f"step {self.step + 1}: {what}. Nothing of this step was applied or saved. Likely cause: a learning rate "
+                f"too large (lr={cfg.lr} with {cfg.optimizer}, inner_lr={cfg.inner_lr}), or non-finite data. --resume "
+                f"continues from {'the last good checkpoint, ' + latest.name if latest else 'the start (no checkpoint yet)'}.")
 
     # ---- validation -------------------------------------------------------------------------------------
 
@@ -288,15 +316,17 @@ class Distiller:
                    if f.name not in RESUMABLE_CHANGES and saved["distill"].get(f.name) != getattr(self.config, f.name)]
         if changed:
             raise ValueError(f"resuming {where} with different settings would not continue the same run: {changed}")
+        then, now = saved.get("fingerprint"), self.settings["fingerprint"]
+        if then is not None and then != now:
+            differs = [k for k in now if then.get(k) != now[k]]
+            raise ValueError(f"{where} was distilled from other data ({', '.join(f'{k}: {then.get(k)} then, {now[k]} now' for k in differs)}): "
+                             f"resume it on the data it started with, or start afresh in another output_dir")
 
     def load_checkpoint(self) -> bool:
         """Restore the latest checkpoint in output_dir; False when there is none."""
         checkpoint = self.run.load_checkpoint(self.device)
         if checkpoint is None:
             return False
-        saved = self.run.read_settings()
-        if saved is not None:
-            self._check_resumable(saved, str(self.run.path))
         self.memory.load_state_dict(checkpoint.memory)
         self.optimizer.load_state_dict(checkpoint.optimizer)
         state = checkpoint.state
@@ -321,7 +351,31 @@ class Distiller:
         earlier run's checkpoints) and record the run's settings. `train()` calls it."""
         if self._prepared:
             return
+        if self.accelerator.is_main_process:
+            self.run.acquire()  # refuses a second live run here; takes over the lock of a killed one
+        try:
+            self._start_or_resume()
+        except BaseException:
+            self._release()
+            raise
+        self._prepared = True
+
+    def _release(self) -> None:
+        if self.accelerator.is_main_process:
+            self.run.release()
+
+    def _start_or_resume(self) -> None:
+        if self.config.resume:
+            saved = self.run.read_settings()
+            if saved is None and not self.run.checkpoints():
+                raise FileNotFoundError(f"nothing to resume in {self.run.path}: no run was started there "
+                                        f"(start one without --resume)")
+            if saved is not None:
+                self._check_resumable(saved, str(self.run.path))
         resumed = self.config.resume and self.load_checkpoint()
+        if self.config.resume and not resumed and self.accelerator.is_main_process:
+            warnings.warn(f"{self.run.path} has no checkpoint yet (the run stopped before its first one): resuming from "
+                          f"step 0", stacklevel=2)
         if self.accelerator.is_main_process:
             if resumed:
                 self.run.trim_metrics(self.step)
@@ -333,7 +387,6 @@ class Distiller:
                 self.accelerator.init_trackers(self.run.path.name, config={k: v for k, v in flat.items()
                                                                            if isinstance(v, (int, float, str, bool))})
         self.accelerator.wait_for_everyone()
-        self._prepared = True
 
     def _log(self, metrics: dict[str, Any]) -> None:
         if self.accelerator.is_main_process:
@@ -345,8 +398,14 @@ class Distiller:
     def train(self) -> AddressableMemory:
         """Run the outer loop to `steps` (or `max_minutes`), then keep the best memory by validation, evaluate it on
         `test` when given, save it to <output_dir>/memory with its card and pictures, and push it if asked."""
-        cfg = self.config
         self.prepare()
+        try:
+            return self._train()
+        finally:
+            self._release()
+
+    def _train(self) -> AddressableMemory:
+        cfg = self.config
         bar = tqdm(total=cfg.steps, initial=self.step, desc="distill", disable=not (cfg.progress and self.accelerator.is_main_process))
         postfix: dict[str, str] = {}
         while not self._should_stop():

@@ -7,6 +7,7 @@ that writes or pushes a memory goes through them.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from importlib import resources
@@ -26,6 +27,9 @@ DATASET_CARD_TEMPLATE = "recalled_dataset.md"
 PICTURES = ("recalled.png", "bases.png", "class_similarity.png")
 # What `upload_folder` takes beyond the folder and repo: transformers' push_to_hub keyword arguments.
 UPLOAD_KWARGS = ("commit_message", "commit_description", "private", "token", "revision", "create_pr")
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
+# Fields a memory's config.json must state: without them the defaults would silently describe another memory.
+REQUIRED_CONFIG_KEYS = ("image_shape", "class_names", "num_bases", "images_per_query", "mean", "std")
 # Keyword arguments of from_pretrained that also locate files (local folder or Hub id).
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
 
@@ -53,7 +57,9 @@ def _resolve(path: str | os.PathLike, filename: str, kwargs: dict[str, Any]) -> 
     try:
         return cached_file(str(path), filename, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs})
     except OSError as error:
-        raise CheckpointError(f"cannot fetch {filename} of {path}: {error}") from error
+        # `outputs/mnist` reads as a Hub id too: say both, so a mistyped local folder is not reported as a Hub error
+        also = f"there is no folder {path} here, and " if "/" in str(path) else ""
+        raise CheckpointError(f"cannot fetch {filename} of {path}: {also}{error}") from error
 
 
 def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, kwargs: dict[str, Any]) -> None:
@@ -64,8 +70,16 @@ def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, k
     try:
         with safe_open(weights, framework="pt") as f:
             found = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+            dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+            # integer or boolean tensors would be cast to float and used; NaN or inf would poison every recall
+            problems = [f"tensor {key!r} holds {dtype} values, not floats" for key, dtype in dtypes.items()
+                        if dtype not in FLOAT_DTYPES]
+            problems += [f"tensor {key!r} has non-finite values (NaN or inf)" for key in f.keys()
+                         if dtypes[key] in FLOAT_DTYPES and not bool(f.get_tensor(key).isfinite().all())]
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{weights} is corrupt or not a safetensors file: {error}") from error
+    if problems:
+        raise CheckpointError(f"{weights} cannot be loaded: " + "; ".join(problems))
     expected = {"bases": (config.num_bases, *config.base_shape)}
     if config.addressing == "learned":
         expected["addressing"] = (config.images_per_query, config.query_dim, config.num_bases)
@@ -90,6 +104,13 @@ def load_checked(loader: Callable, cls: type, path: str | os.PathLike, *args: An
     config = kwargs.get("config")
     if not isinstance(config, AddressableMemoryConfig):
         config_file = _resolve(path, CONFIG_NAME, kwargs)
+        try:
+            stated = json.loads(Path(config_file).read_text())
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
+        missing = [k for k in REQUIRED_CONFIG_KEYS if k not in stated]
+        if missing:
+            raise CheckpointError(f"{config_file} does not state {missing}: a memory's config must (save_pretrained writes them)")
         try:
             config = AddressableMemoryConfig.from_json_file(config_file)
         except Exception as error:  # bad JSON, or a config that fails validation

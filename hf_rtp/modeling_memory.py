@@ -95,6 +95,8 @@ class AddressableMemory(PreTrainedModel):
             raise ValueError(
                 f"queries must be a float tensor of shape (N, {self.config.query_dim}), got {queries.dtype} {tuple(queries.shape)}"
             )
+        if not bool(torch.isfinite(queries).all()):
+            raise ValueError("queries must be finite: found NaN or inf")
         return queries.to(self.bases.dtype)
 
     def _check_indices(self, image_indices: torch.Tensor | None, n: int) -> torch.Tensor:
@@ -303,6 +305,12 @@ class AddressableMemory(PreTrainedModel):
 
     # ---- saving, loading and the Hub ---------------------------------------------------------------------
 
+    def check_finite(self) -> None:
+        """Refuse a memory with NaN or inf in any tensor (a diverged distillation), naming the tensor."""
+        bad = [name for name, tensor in self.state_dict().items() if not bool(torch.isfinite(tensor).all())]
+        if bad:
+            raise ValueError(f"the memory has non-finite values (NaN or inf) in {bad}: it would recall nothing usable")
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
         """Load a memory from a folder or Hub id; refuses (CheckpointError) missing, corrupt or mismatched weights.
@@ -327,6 +335,7 @@ class AddressableMemory(PreTrainedModel):
         returns the commit URL then."""
         if not is_main_process:
             return None
+        self.check_finite()  # nothing non-finite is ever saved
         upload = {k: kwargs.pop(k) for k in hub.UPLOAD_KWARGS if k in kwargs}
         folder = Path(save_directory)
         super().save_pretrained(folder, **kwargs)

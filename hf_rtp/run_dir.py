@@ -5,6 +5,7 @@
     <output_dir>/checkpoints/step-N/  memory.safetensors, best.safetensors, optimizer.pt, state.json
     <output_dir>/checkpoints/latest   the name of the newest complete checkpoint
     <output_dir>/memory/              the final memory: weights, config, model card, pictures (written once)
+    <output_dir>/.lock                the process that runs here (JSON: pid, host, start time), while it runs
 
 Every write is atomic (a complete temporary file or folder renamed into place), so a run killed at any moment
 leaves the last complete checkpoint and, once written, a complete memory. Only the main process calls the
@@ -13,9 +14,13 @@ writing methods.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import socket
+import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from .modeling_memory import AddressableMemory
 
 SETTINGS_FILE = "settings.json"
+LOCK_FILE = ".lock"
 METRICS_FILE = "metrics.jsonl"
 MEMORY_DIR = "memory"
 
@@ -34,6 +40,39 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is running in this output dir."""
+
+
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (Linux /proc, in clock ticks since boot), to tell a live run from a reused pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(owner: dict[str, Any]) -> bool:
+    if owner.get("host") != socket.gethostname():
+        return True  # another machine's process cannot be checked from here: assume it runs
+    pid = int(owner.get("pid", -1))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    start = _process_start(pid)
+    return start is None or owner.get("start") in (None, start)
+
+
+def _disk_full(error: OSError, what: str, folder: Path, kept: str) -> OSError:
+    """A full disk as one line that names the folder and what is still intact."""
+    if error.errno == errno.ENOSPC:
+        return OSError(errno.ENOSPC, f"no space left on device while writing {what} in {folder} ({kept})")
+    return error
 
 
 @dataclass
@@ -84,10 +123,6 @@ class RunDirectory:
         pointer = self.checkpoint_root / "latest"
         return self.checkpoint_root / pointer.read_text().strip() if pointer.exists() else None
 
-    def has_run(self) -> bool:
-        """Whether an earlier run left checkpoints or settings here."""
-        return bool(self.checkpoints()) or self.latest() is not None or self.settings_path.exists()
-
     def save_checkpoint(self, step: int, memory: dict[str, torch.Tensor], optimizer: dict[str, Any],
                         best: dict[str, torch.Tensor] | None, state: dict[str, Any], keep: int) -> Path:
         """Write a new checkpoint folder, then point `latest` at it; keep the newest `keep`.
@@ -98,15 +133,24 @@ class RunDirectory:
         final = root / f"step-{step:07d}"
         if self.latest() == final:  # the same step twice holds the same state
             return final
+        bad = [k for k, v in memory.items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            raise FloatingPointError(f"refusing to checkpoint step {step}: the memory has non-finite values in {bad}")
         root.mkdir(parents=True, exist_ok=True)
         tmp = root / f".{final.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        save_file({k: v.detach().contiguous() for k, v in memory.items()}, tmp / "memory.safetensors")
-        if best is not None:
-            save_file({k: v.detach().contiguous() for k, v in best.items()}, tmp / "best.safetensors")
-        torch.save(optimizer, tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=1, default=str))
+        try:
+            tmp.mkdir()
+            save_file({k: v.detach().contiguous() for k, v in memory.items()}, tmp / "memory.safetensors")
+            if best is not None:
+                save_file({k: v.detach().contiguous() for k, v in best.items()}, tmp / "best.safetensors")
+            torch.save(optimizer, tmp / "optimizer.pt")
+            (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=1, default=str))
+        except OSError as error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            latest = self.latest()
+            kept = f"the previous checkpoint {latest.name} is intact" if latest else "no checkpoint was written yet"
+            raise _disk_full(error, f"checkpoint {final.name}", root, kept) from error
         shutil.rmtree(final, ignore_errors=True)  # a leftover of an overwritten run, never the latest
         os.replace(tmp, final)
         atomic_write_text(root / "latest", final.name)
@@ -116,18 +160,47 @@ class RunDirectory:
         return final
 
     def load_checkpoint(self, device: torch.device | str = "cpu") -> Checkpoint | None:
-        """The latest checkpoint, or None when there is none. Tensors are loaded without pickle (safetensors; the
-        optimizer state with weights_only)."""
-        folder = self.latest()
-        if folder is None:
+        """The newest intact checkpoint, or None when there is none at all.
+
+        Complete folders newer than `latest` count (a kill between the folder's rename and the pointer's update); a
+        broken one (truncated file, unreadable state, non-finite memory) is skipped with a warning that names what was
+        broken, and the next older one is used. Tensors are loaded without pickle (safetensors; the optimizer state
+        with weights_only)."""
+        candidates = list(reversed(self.checkpoints()))
+        broken = []
+        latest = self.latest()
+        if latest is not None and not latest.is_dir():
+            broken.append(f"`latest` names {latest.name}, which does not exist")
+        if not candidates:
+            if broken:
+                raise FileNotFoundError(f"no checkpoint to resume in {self.checkpoint_root}: " + "; ".join(broken))
             return None
+        for folder in candidates:
+            try:
+                checkpoint = self._read_checkpoint(folder, device)
+            except Exception as error:  # anything unreadable: fall back, but say what
+                broken.append(f"{folder.name}: {error}")
+                continue
+            if broken:
+                warnings.warn(f"resuming from {folder.name}; skipped a broken newer checkpoint: " + "; ".join(broken), stacklevel=2)
+            return checkpoint
+        raise FileNotFoundError(f"no intact checkpoint to resume in {self.checkpoint_root}: " + "; ".join(broken) +
+                                " (--overwrite-output-dir starts afresh)")
+
+    @staticmethod
+    def _read_checkpoint(folder: Path, device: torch.device | str) -> Checkpoint:
+        state = json.loads((folder / "state.json").read_text())
+        memory = load_file(folder / "memory.safetensors", device=str(device))
+        bad = [k for k, v in memory.items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            raise FloatingPointError(f"its memory has non-finite values in {bad}")
         best_file = folder / "best.safetensors"
         return Checkpoint(
             folder=folder,
-            memory=load_file(folder / "memory.safetensors", device=str(device)),
+            memory=memory,
             optimizer=torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True),
             best=load_file(best_file, device=str(device)) if best_file.exists() else None,
-            state=json.loads((folder / "state.json").read_text()),
+            state=state,
         )
 
     # ---- metrics ------------------------------------------------------------------------------------------
@@ -150,6 +223,56 @@ class RunDirectory:
         if self.metrics_path.exists():
             kept = [m for m in self.metrics() if m["step"] <= step and not m.get("final")]
             atomic_write_text(self.metrics_path, "".join(json.dumps(m) + "\n" for m in kept))
+
+    # ---- one run at a time ------------------------------------------------------------------------------------
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    def lock_owner(self) -> dict[str, Any] | None:
+        """Who holds the lock (pid, host, start, since), or None."""
+        try:
+            return json.loads(self.lock_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def check_unlocked(self) -> None:
+        """Refuse (RunLockedError) when a live process runs here; cheap, so entry points call it before loading data."""
+        owner = self.lock_owner()
+        if owner is not None and _alive(owner) and not (owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname()):
+            raise RunLockedError(
+                f"{self.path} is in use by process {owner.get('pid')} on {owner.get('host')} (running since "
+                f"{owner.get('since')}): wait for it to finish, or use another output_dir")
+
+    def acquire(self) -> None:
+        """Take the run's lock, holding this process's id; a stale lock of a process that no longer runs (a killed
+        run) is taken over with a warning. Creation is atomic (O_EXCL), so of two runs starting at once one wins."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "start": _process_start(os.getpid()),
+              "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self.check_unlocked()
+                owner = self.lock_owner()
+                if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == me["host"]:
+                    return  # ours already
+                warnings.warn(f"taking over the lock of {self.path} from process {owner and owner.get('pid')}, which no "
+                              "longer runs (a killed run)", stacklevel=2)
+                self.lock_path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(me))
+            return
+        self.check_unlocked()
+        raise RunLockedError(f"could not take the lock of {self.path}: another run took it at the same moment")
+
+    def release(self) -> None:
+        owner = self.lock_owner()
+        if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            self.lock_path.unlink(missing_ok=True)
 
     # ---- starting afresh ------------------------------------------------------------------------------------
 
@@ -178,7 +301,12 @@ class RunDirectory:
         new folder is complete before it replaces the old one, and the old one goes only once the new one is in."""
         target, tmp, old = self.memory_path, self.path / ".memory.tmp", self.path / ".memory.old"
         shutil.rmtree(tmp, ignore_errors=True)
-        memory.save_pretrained(tmp)
+        try:
+            memory.save_pretrained(tmp)
+        except OSError as error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            kept = "the previous memory/ is intact" if target.exists() else "the checkpoints are intact"
+            raise _disk_full(error, "the final memory", self.path, kept) from error
         if target.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(target, old)
