@@ -90,6 +90,7 @@ class Checkpoint:
 class RunDirectory:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        self._written: Path | None = None  # the checkpoint this object wrote last
 
     # ---- settings -----------------------------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ class RunDirectory:
         moment resumes from the last finished checkpoint."""
         root = self.checkpoint_root
         final = root / f"step-{step:07d}"
-        if self.latest() == final:  # the same step twice holds the same state
+        if self._written == final:  # the same step twice in one run holds the same state (a resumed run rewrites it)
             return final
         bad = [k for k, v in memory.items() if not bool(torch.isfinite(v).all())]
         if bad:
@@ -154,6 +155,7 @@ class RunDirectory:
         shutil.rmtree(final, ignore_errors=True)  # a leftover of an overwritten run, never the latest
         os.replace(tmp, final)
         atomic_write_text(root / "latest", final.name)
+        self._written = final
         for old in self.checkpoints()[:-keep]:
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
