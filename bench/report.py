@@ -157,6 +157,29 @@ def cifar10_gpu(lines):
               f"Command: `{shown(r['command'])}`.{note(r)}", ""]
 
 
+def faults(lines):
+    r = load("faults.json")
+    if not r:
+        return
+    kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in r["by_kind"].items() if n)
+    lines += ["### Reliability: kill -9 and resume (`bench/faults.py`)", "",
+              f"**{r['kills']} kills, {r['killed']} of them landed before the run ended, {r['bit_identical']} of {r['kills']} "
+              f"bit-identical after `--resume`, at most {r['max_steps_lost']} step(s) lost** (one checkpoint interval is "
+              f"{r['checkpoint_every']}). Killed by SIGKILL: {kinds} (kill points drawn with seed {r['seed']}); "
+              f"compared with the uninterrupted run: final memory, last checkpoint with its best-so-far memory and loop "
+              f"state, and every metrics line but the clock.", "",
+              "Bad input covered by tests (`tests/test_faults.py`, each an error that names the problem, exit 2 on the CLI): "
+              "divergence (`--optimizer adam --lr 1e30`, `--inner-lr 1e8`) stops at its step and saves nothing non-finite; "
+              "NaN or inf pixels in a dataset or in data handed to the Distiller; non-finite, integer or boolean tensors in a "
+              "memory file; NaN queries; non-integer class ids; a second run in a live run's folder (real processes), and "
+              "a killed run's stale lock taken over; `--resume` with nothing to resume, on other data of the same shape, "
+              "past a truncated, unreadable or non-finite checkpoint, or before the first checkpoint; a full disk during a "
+              "checkpoint or the final save (the previous one kept); bad options reported before any data loads; a single "
+              "class, too few images to validate, a corrupt image file, a grayscale memory on RGB data, a config missing "
+              "its shape or normalisation, a local folder that does not exist, `recall --output` onto a file.", "",
+              f"Run: `{r['run']}` on {r['machine']} (one thread per process). Command: `{shown(r['command'])}`.{note(r)}", ""]
+
+
 def shown(command: str) -> str:
     """A command as the README shows it: without its --note, which the README prints as a note of its own."""
     words = shlex.split(command)
@@ -176,7 +199,7 @@ def main() -> None:
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="the file whose results section is rewritten")
     args = parser.parse_args()
     lines = [BEGIN, ""]
-    for section in (main_job, unroll, mnist, ablations, cross_arch, cifar10, cifar10_gpu):
+    for section in (main_job, faults, unroll, mnist, ablations, cross_arch, cifar10, cifar10_gpu):
         section(lines)
     lines.append(END)
     readme = Path(args.readme)

@@ -30,6 +30,7 @@ fi
 
 # Main job
 python bench/main_job.py
+python bench/faults.py
 # MNIST at CPU scale, IPC 1 (each run adds its row to bench/results/mnist.json)
 python bench/mnist.py --ipc 1 --method random_real --no-progress
 python bench/mnist.py --ipc 1 --method memory --minutes 30 --no-progress

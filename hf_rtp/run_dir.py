@@ -216,9 +216,18 @@ class RunDirectory:
             f.write(json.dumps(metrics) + "\n")
 
     def metrics(self) -> list[dict[str, Any]]:
+        """The logged lines; a last line cut short by a kill mid-write is dropped (it is logged again on resume)."""
         if not self.metrics_path.exists():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        parsed = []
+        for i, line in enumerate(lines):
+            try:
+                parsed.append(json.loads(line))
+            except ValueError:
+                if i != len(lines) - 1:
+                    raise
+        return parsed
 
     def trim_metrics(self, step: int) -> None:
         """After a resume from `step`: drop the lines of steps that will run again, and end-of-run validations."""

@@ -208,6 +208,9 @@ WRITTEN = {
     "ablations": ({"dataset", "ipc", "minutes_per_run", "seeds", "parallel", "evaluation", "rows"}, {"finding", "A", "B", "holds", "gap"}),
     "cross_arch": ({"title", "memory", "dataset", "ipc", "epochs", "selection", "rows"},
                    {"student", "learner", "learner_kwargs", "distilled", "random_real", "models", "command"}),
+    "faults": ({"run", "checkpoint_every", "seed", "reference_seconds", "hook_calls", "kills", "killed", "bit_identical",
+                "max_steps_lost", "by_kind", "rows"},
+               {"kill", "how", "at", "status", "last_logged_step", "resumed_from_step", "steps_lost", "resumes", "bit_identical"}),
     "cifar10": ({"config", "dataset", "train_images", "test_images", "distill_minutes", "settings", "evaluation", "result", "paper",
                  "memory_folder", "elapsed_seconds_after_each_outer_step"}, None),
 }

@@ -291,3 +291,17 @@ def test_configs_and_paths_that_do_not_describe_a_memory_are_named(tmp_path):
         AddressableMemory.from_pretrained(str(tmp_path / "nothing" / "here"))
     with pytest.raises(CheckpointError, match="there is no folder outputs/mnist here"):
         AddressableMemory.from_pretrained("outputs/mnist")
+
+
+def test_kill_minus_nine_mid_write_then_resume_is_bit_identical(tmp_path):
+    """The bounded version of bench/faults.py: real processes killed by SIGKILL at a rename (checkpoint folder or
+    `latest` pointer) and during the final save, each resumed and compared with an uninterrupted run bit for bit."""
+    output = tmp_path / "faults.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "faults.py"), "--kills", "2", "--kinds", "rename", "final_save",
+                           "--seed", "3", "--output", str(output)], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    record = json.loads(output.read_text())
+    assert record["killed"] == 2 and record["bit_identical"] == 2
+    assert record["max_steps_lost"] <= record["checkpoint_every"]
+    assert [r["how"] for r in record["rows"]] == ["rename", "final_save"]
