@@ -167,7 +167,7 @@ def main() -> None:
         out = work / f"kill-{i:03d}"
         how = kinds[i % len(kinds)]
         if how == "time":
-            value = round(rng.uniform(0.5, reference_seconds), 2)
+            value = round(rng.uniform(0.5, 0.9 * reference_seconds), 2)  # within the run, so the kill lands
         else:
             value = rng.randint(1, calls[how])
         status = kill(out, how, value)
