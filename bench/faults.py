@@ -148,7 +148,7 @@ def reference_run(out: Path) -> tuple[float, dict[str, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kills", type=int, default=30, help="runs to kill and resume (half by time, half at a write)")
+    parser.add_argument("--kills", type=int, default=30, help="kills that land, each resumed (half by time, half at a write)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     parser.add_argument("--kinds", nargs="+", choices=["time", *HOOKS], default=["time", *HOOKS],
                         help="kinds of kill, taken in turn (default: time alternating with each write hook)")
@@ -163,9 +163,11 @@ def main() -> None:
     hooks = [k for k in args.kinds if k != "time"]
     # time kills alternate with the write hooks in turn, so half of the kills are certainly mid-write
     kinds = [k for pair in zip(["time"] * len(hooks), hooks) for k in pair] if "time" in args.kinds and hooks else args.kinds
-    for i in range(args.kills):
+    i = 0
+    while sum(r["status"] == "killed" for r in rows) < args.kills and i < 2 * args.kills:
+        # a time kill that lands after the run finished is drawn again: the figure counts kills that landed
         out = work / f"kill-{i:03d}"
-        how = kinds[i % len(kinds)]
+        how = kinds[sum(r["status"] == "killed" for r in rows) % len(kinds)]
         if how == "time":
             value = round(rng.uniform(0.5, 0.9 * reference_seconds), 2)  # within the run, so the kill lands
         else:
@@ -181,6 +183,7 @@ def main() -> None:
               f"{'bit-identical' if equal else 'DIFFERENT'}", flush=True)
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
+        i += 1
     killed = [r for r in rows if r["status"] == "killed"]
     record = {
         "run": "hf-rtp distill " + " ".join(RUN), "checkpoint_every": 2, "seed": args.seed,
@@ -191,7 +194,7 @@ def main() -> None:
         "rows": rows,
     }
     write_result(args.output, record, args)
-    print(f"{record['killed']} of {record['kills']} runs killed, {record['bit_identical']} bit-identical after resume, "
+    print(f"{record['killed']} kills in {record['kills']} runs, {record['bit_identical']} bit-identical after resume, "
           f"at most {record['max_steps_lost']} step(s) lost (checkpoint interval 2); wrote {args.output}")
     if args.keep:
         print(f"run folders in {work}")

@@ -163,9 +163,10 @@ def faults(lines):
         return
     kinds = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in r["by_kind"].items() if n)
     lines += ["### Reliability: kill -9 and resume (`bench/faults.py`)", "",
-              f"**{r['kills']} kills, {r['killed']} of them landed before the run ended, {r['bit_identical']} of {r['kills']} "
-              f"bit-identical after `--resume`, at most {r['max_steps_lost']} step(s) lost** (one checkpoint interval is "
-              f"{r['checkpoint_every']}). Killed by SIGKILL: {kinds} (kill points drawn with seed {r['seed']}); "
+              f"**{r['killed']} kills, {r['bit_identical']} of {r['kills']} runs bit-identical after `--resume`, at most "
+              f"{r['max_steps_lost']} step(s) lost** (one checkpoint interval is "
+              f"{r['checkpoint_every']}; {r['kills'] - r['killed']} time kill(s) came after the run had finished and were drawn "
+              f"again). Killed by SIGKILL: {kinds} (kill points drawn with seed {r['seed']}); "
               f"compared with the uninterrupted run: final memory, last checkpoint with its best-so-far memory and loop "
               f"state, and every metrics line but the clock.", "",
               "Bad input covered by tests (`tests/test_faults.py`, each an error that names the problem, exit 2 on the CLI): "
