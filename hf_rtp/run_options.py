@@ -18,7 +18,7 @@ from .distill import DistillConfig
 from .options import add_options, build, given
 from .run_dir import RunDirectory
 
-# Settings that differ from the paper's for the embedded 8x8 digits, so the main job takes about 3 CPU minutes
+# Settings that differ from the paper's for the embedded 8x8 digits, so the main job takes about 5 CPU minutes
 # (the paper's T=150, 2000 steps and SGD would take hours there and are not needed on 8x8 images).
 PRESETS: dict[str, dict[str, Any]] = {
     DIGITS: dict(num_bases=8, steps=200, unroll_steps=50, optimizer="adam", lr=0.01, eval_every=25, eval_epochs=100,
