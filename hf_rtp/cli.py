@@ -24,6 +24,13 @@ class UsageError(Exception):
     """A bad option or input, reported as one `hf-rtp: error: ...` line (exit 2)."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with parse errors as one line (not the whole usage block): `hf-rtp: error: ...`, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{PROG}: error: {message} (see {self.prog} --help)\n")
+
+
 def _quiet(progress: bool) -> None:
     """--no-progress silences every bar: ours, datasets', the Hub's and transformers'."""
     from transformers.utils import logging as transformers_logging
@@ -212,7 +219,7 @@ def run_info(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")

@@ -103,7 +103,9 @@ def test_help_shows_the_defaults_that_apply_and_choices():
 def test_a_choice_outside_the_set_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["distill", "--optimizer", "rmsprop"])
-    assert exit.value.code == 2 and "invalid choice: 'rmsprop'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "invalid choice: 'rmsprop'" in err
+    assert err.startswith("hf-rtp: error: argument --optimizer") and err.count("\n") == 1  # one line, no usage block
 
 
 def test_console_script_help():
