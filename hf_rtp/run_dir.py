@@ -68,6 +68,10 @@ def _alive(owner: dict[str, Any]) -> bool:
     return start is None or owner.get("start") in (None, start)
 
 
+def _is_this_process(owner: dict[str, Any] | None) -> bool:
+    return owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname()
+
+
 def _disk_full(error: OSError, what: str, folder: Path, kept: str) -> OSError:
     """A full disk as one line that names the folder and what is still intact."""
     if error.errno == errno.ENOSPC:
@@ -251,7 +255,7 @@ class RunDirectory:
     def check_unlocked(self) -> None:
         """Refuse (RunLockedError) when a live process runs here; cheap, so entry points call it before loading data."""
         owner = self.lock_owner()
-        if owner is not None and _alive(owner) and not (owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname()):
+        if owner is not None and _alive(owner) and not _is_this_process(owner):
             raise RunLockedError(
                 f"{self.path} is in use by process {owner.get('pid')} on {owner.get('host')} (running since "
                 f"{owner.get('since')}): wait for it to finish, or use another output_dir")
@@ -268,7 +272,7 @@ class RunDirectory:
             except FileExistsError:
                 self.check_unlocked()
                 owner = self.lock_owner()
-                if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == me["host"]:
+                if _is_this_process(owner):
                     return  # ours already
                 warnings.warn(f"taking over the lock of {self.path} from process {owner and owner.get('pid')}, which no "
                               "longer runs (a killed run)", stacklevel=2)
@@ -281,8 +285,7 @@ class RunDirectory:
         raise RunLockedError(f"could not take the lock of {self.path}: another run took it at the same moment")
 
     def release(self) -> None:
-        owner = self.lock_owner()
-        if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+        if _is_this_process(self.lock_owner()):
             self.lock_path.unlink(missing_ok=True)
 
     # ---- starting afresh ------------------------------------------------------------------------------------
