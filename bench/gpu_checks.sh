@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # The README's GPU tables, as one script for a lent device machine (one NVIDIA GPU, no network, a copy of this tree):
-#   main: 1. bench/unroll.py on CUDA: engine vs whole-graph reference, T in 10 50 150 (alone: it is timed);
-#         2. at once, sharing the GPU: bench/ablations.py on MNIST IPC 1 (every (setting, seed) in its own process,
-#            all for the same wall-clock budget), bench/cross_arch.py with per-student recipes on the MNIST IPC 1 and
-#            IPC 10 memories, and bench/cifar10.py with the paper's configuration for a few outer steps on a stand-in
-#            with CIFAR-10's layout (CIFAR-10 cannot be downloaded there): the GPU path end to end and its timing.
-#            About 9 minutes.
-#   vit:  the ViT-tiny/4 rows of both cross-architecture tables, merged in (--merge): in `main` the cross-architecture
-#         runs reach their time limit before the ViT. About 6 minutes.
-#   bench/gpu_checks.sh [main|vit|all]    (default all; a device call is limited to 10 minutes: main, then vit)
-# Every line is the command its JSON records (bench/run_all.sh lists the CPU ones). The JSON files are written to
-# bench/results/ and copied, with log.txt, to $OUT (what comes back from the device machine).
+#   1. bench/unroll.py on CUDA at T=150: eager engine, torch.compile, torch.compile with CUDA graphs
+#      (mode reduce-overhead) and the whole-graph reference, each next to the T plain training steps (alone: timed).
+#   2. at once, sharing the GPU (equal contention within each comparison):
+#      - the output-scale approaches on MNIST IPC 1, each distilled for the same 2.5 minutes with the MNIST preset's
+#        settings (compile off, so no run spends its budget compiling) and scored on the validation split by the
+#        four cross-architecture students (bench/cross_arch.py --split validation);
+#      - accuracy per CPU-minute of the old defaults, the MNIST preset, the preset not compiled and the preset
+#        with a T schedule, on the device's CPU (2 threads each, side by side, 5 minutes each);
+#      - the cross-architecture tables (4 students, test split) of the MNIST preset's IPC 1 and IPC 10 memories;
+#      - MNIST IPC 1 and IPC 10 with the paper's inner learner (ConvNet-128, T=150, 32 images per class per step)
+#        for 3.5 minutes each, tested on the 10k test split, with their validation curves.
+#   About 10 minutes: `unroll` (step 1, about 4 minutes) and `runs` (step 2, about 6) fit one device call each.
+#   bench/gpu_checks.sh [main|unroll|runs|earlier-main]    (default main: both steps)
+# Every line is the command its JSON records. Results are written to bench/results/ and packed, with log.txt, into
+# $OUT/results.tar (what comes back from the device machine: few files may come back).
 # Provisioning: bench/provision_device.sh (a venv from the wheels carried in .whl; the MNIST parquet carried in
 # .gpudata/mnist); PROVISION=0 skips it on a machine already set up. SMOKE=1 runs every line tiny on the CPU with
 # its outputs in $OUT/smoke, to test this script before spending device time.
 set -u
 cd "$(dirname "$0")/.."
-STEPS=${1:-all}
+STEPS=${1:-main}
 OUT=${OUT:-/tmp/gpu_checks}
 LOGS=/tmp/gpu_checks_logs  # one log per command, gathered into $OUT/log.txt (only a few files come back)
 mkdir -p "$OUT" "$LOGS"
@@ -33,9 +37,10 @@ threads() { if [ -n "${SMOKE:-}" ]; then echo 1; else echo "$1"; fi; }  # thread
 # without changing the line; outputs go to $SMOKE_DIR instead of bench/results.
 SMOKE_DIR=$OUT/smoke
 declare -A SMOKE_ARGS=(
-    [unroll]="--device cpu --steps 2 3 --repeats 1 --per-class 1 --real-per-class 2"
+    [unroll]="--device cpu --steps 2 --repeats 1 --per-class 1 --real-per-class 2 --impl engine reference"
+    [mnist]="--minutes 0.05 --models 1 --epochs 2"
+    [cross_arch]="--device cpu --models 1 --epochs 2"
     [ablations]="--minutes 0.05 --seeds 0 --parallel 2 --models 1 --epochs 2 --runs-dir $SMOKE_DIR/runs"
-    [cross_arch]="--device cpu --models 1 --epochs 2 --recipes protocol --vit-depth 1"
     [cifar10]="--config cpu --steps 1 --models 1 --epochs 2 --no-compile --results-dir $SMOKE_DIR/cifar_out"
 )
 
@@ -54,7 +59,7 @@ check() {  # check SECONDS NAME python bench/SCRIPT.py ARGS...: run one line, ki
     timeout "$seconds" "${line[@]}" >>"$LOGS/$name.log" 2>&1 || say "$name failed or timed out (exit $?)"
 }
 
-gather() {  # the per-command logs into log.txt, without progress bars; the results into $OUT
+gather() {  # the per-command logs into log.txt, without progress bars; the results into $OUT/results.tar
     local f
     for f in "$LOGS"/*.log; do
         [ -e "$f" ] || continue
@@ -63,9 +68,9 @@ gather() {  # the per-command logs into log.txt, without progress bars; the resu
         rm -f "$f"
     done
     if [ -z "${SMOKE:-}" ]; then
-        for f in unroll_cuda.json unroll_cuda_memory.png ablations_mnist.json cross_arch.json cross_arch_ipc10.json cifar10_gpu_standin.json; do
-            [ "bench/results/$f" -nt "$LOGS/started" ] && cp "bench/results/$f" "$OUT/"
-        done
+        (cd bench/results && find unroll_cuda_compiled.json unroll_cuda_compiled_memory.png approaches mnist_gpu_ipc1.json \
+            mnist_gpu_ipc10.json cross_arch_ipc1.json cross_arch_ipc10.json speedups mnist.json \
+            memories/mnist-ipc1-memory-preset memories/mnist-ipc10-memory-preset mnist_accuracy_vs_time.png -newer "$LOGS/started" -type f 2>/dev/null | tar -cf "$OUT/results.tar" -T -)
     fi
 }
 
@@ -81,7 +86,84 @@ elif [ "${PROVISION:-1}" != 0 ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$LOG" 2>&1
 fi
 
-if [ "$STEPS" = main ] || [ "$STEPS" = all ]; then
+if [ "$STEPS" = main ] || [ "$STEPS" = unroll ]; then
+say "unroll"
+check 280 unroll python bench/unroll.py --device cuda --impl engine engine-compiled engine-cudagraphs reference --steps 150 \
+    --repeats 3 --output bench/results/unroll_cuda_compiled.json
+gather
+fi
+
+if [ "$STEPS" = main ] || [ "$STEPS" = runs ]; then
+mkdir -p bench/results/approaches
+say "output-scale approaches and the paper's inner learner (at once)"
+export OMP_NUM_THREADS=$(threads 2)  # fourteen processes share the device's 16 cores (the 4 CPU runs get 2 threads each)
+# Each approach's run, then its students on the validation split (the runs' memories stay on the device machine).
+(check 240 approach_old python bench/mnist.py --ipc 1 --minutes 2.5 --validation-only --tag approach-old \
+    --settings '{"output_norm": "none", "init": "random", "compile": false, "eval_every": 50}' --no-progress \
+    --note 'all 4 approaches distilled at once on one GPU (with 8 other runs), 2.5 minutes each: equal time and equal contention' \
+    --output bench/results/approaches/mnist_old.json
+ check 200 cross_old python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-approach-old/memory --split validation \
+    --models 2 --device cuda --title 'approach old, validation' --output bench/results/approaches/cross_old.json) &
+(check 240 approach_standardize python bench/mnist.py --ipc 1 --minutes 2.5 --validation-only --tag approach-standardize \
+    --settings '{"output_norm": "standardize", "init": "random", "compile": false, "eval_every": 50}' --no-progress \
+    --note 'all 4 approaches distilled at once on one GPU (with 8 other runs), 2.5 minutes each: equal time and equal contention' \
+    --output bench/results/approaches/mnist_standardize.json
+ check 200 cross_standardize python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-approach-standardize/memory \
+    --split validation --models 2 --device cuda --title 'approach standardize, validation' \
+    --output bench/results/approaches/cross_standardize.json) &
+(check 240 approach_real python bench/mnist.py --ipc 1 --minutes 2.5 --validation-only --tag approach-real \
+    --settings '{"output_norm": "none", "init": "real", "compile": false, "eval_every": 50}' --no-progress \
+    --note 'all 4 approaches distilled at once on one GPU (with 8 other runs), 2.5 minutes each: equal time and equal contention' \
+    --output bench/results/approaches/mnist_real.json
+ check 200 cross_real python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-approach-real/memory --split validation \
+    --models 2 --device cuda --title 'approach real, validation' --output bench/results/approaches/cross_real.json) &
+(check 240 approach_standardize_real python bench/mnist.py --ipc 1 --minutes 2.5 --validation-only --tag approach-standardize-real \
+    --settings '{"output_norm": "standardize", "init": "real", "compile": false, "eval_every": 50}' --no-progress \
+    --note 'all 4 approaches distilled at once on one GPU (with 8 other runs), 2.5 minutes each: equal time and equal contention' \
+    --output bench/results/approaches/mnist_standardize-real.json
+ check 200 cross_standardize_real python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-approach-standardize-real/memory \
+    --split validation --models 2 --device cuda --title 'approach standardize-real, validation' \
+    --output bench/results/approaches/cross_standardize-real.json) &
+# Accuracy per CPU-minute (validation split): the old defaults, the MNIST preset, and the preset without compiling
+# or with a T schedule, side by side on the device machine's CPU (the GPU hidden), 2 threads each, 5 minutes each,
+# validated every 25 steps.
+mkdir -p bench/results/speedups
+CUDA_VISIBLE_DEVICES= check 420 speed_old python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 \
+    --tag old-defaults --settings '{"output_norm": "none", "init": "random", "eval_every": 25}' --no-progress \
+    --output bench/results/speedups/old-defaults.json &
+CUDA_VISIBLE_DEVICES= check 420 speed_preset python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 \
+    --tag preset --settings '{"eval_every": 25}' --no-progress --output bench/results/speedups/preset.json &
+CUDA_VISIBLE_DEVICES= check 420 speed_no_compile python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 \
+    --tag preset-no-compile --settings '{"compile": false, "eval_every": 25}' --no-progress --output bench/results/speedups/preset-no-compile.json &
+CUDA_VISIBLE_DEVICES= check 420 speed_T_schedule python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 \
+    --tag preset-T-schedule --settings '{"unroll_steps_start": 10, "unroll_warmup": 100, "eval_every": 25}' --no-progress \
+    --output bench/results/speedups/preset-T-schedule.json &
+# The test evaluation (5 ConvNet-128s x 300 epochs) of the MNIST preset's runs, distilled on this project's 2-core
+# machine by the same lines without --evaluate-run (bench/run_all.sh) and carried here: one after the other (one file)
+(check 300 eval_ipc1 python bench/mnist.py --ipc 1 --method memory --minutes 30 --tag preset --no-progress --evaluate-run
+ check 300 eval_ipc10 python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 60 --tag preset --no-progress \
+    --evaluate-run) &
+# The cross-architecture tables of the MNIST preset's memories (distilled on this project's CPU), test split
+check 330 cross_ipc1 python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-preset/memory --models 5 --device cuda \
+    --title "the MNIST preset's memory" --output bench/results/cross_arch_ipc1.json &
+check 330 cross_ipc10 python bench/cross_arch.py bench/results/runs/mnist-ipc10-memory-preset/memory --models 5 --device cuda \
+    --title "the MNIST preset's memory" --output bench/results/cross_arch_ipc10.json &
+# The paper's inner learner, IPC 1 and IPC 10, tested on the test split
+check 330 paper_ipc1 python bench/mnist.py --ipc 1 --minutes 3.5 --tag gpu-paper \
+    --settings '{"unroll_steps": 150, "learner_width": 128, "synthetic_per_class": 32, "real_per_class": 64, "eval_width": 128, "eval_epochs": 300, "eval_every": 20, "compile": false}' \
+    --no-progress --note 'the paper inner learner on a GPU shared with 11 other runs; 3.5 minutes' \
+    --output bench/results/mnist_gpu_ipc1.json &
+check 330 paper_ipc10 python bench/mnist.py --ipc 10 --num-bases 128 --minutes 3.5 --tag gpu-paper \
+    --settings '{"unroll_steps": 150, "learner_width": 128, "synthetic_per_class": 32, "real_per_class": 64, "eval_width": 128, "eval_epochs": 300, "eval_every": 20, "compile": false}' \
+    --no-progress --note 'the paper inner learner on a GPU shared with 11 other runs; 3.5 minutes' \
+    --output bench/results/mnist_gpu_ipc10.json &
+wait
+gather
+fi
+
+# The previous device session's lines (an H200, before cross_arch.py had one recipe per student and the memories
+# their data-scale recall): the commands its JSON files record.
+if [ "$STEPS" = earlier-main ]; then
     say "unroll"
     check 170 unroll python bench/unroll.py --device cuda --impl engine reference --steps 10 50 150 --repeats 3 \
         --output bench/results/unroll_cuda.json
@@ -107,12 +189,6 @@ EOF
         --seeds 0 1 --parallel 6 \
         --note 'all 6 runs (3 settings x 2 seeds) ran at once, each in its own process, sharing one GPU with 3 other benchmark processes for the same 3-minute budget: equal time and equal contention within the table' \
         --output bench/results/ablations_mnist.json &
-    check 330 cross_ipc1 python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory --device cuda --models 5 --epochs 300 \
-        --note "random real images are drawn from train after the validation split is held out, so the draw differs from the MNIST table's; at 1 image per class the accuracy swings by about 10 points between draws" \
-        --output bench/results/cross_arch.json &
-    check 330 cross_ipc10 python bench/cross_arch.py bench/results/memories/mnist-ipc10-memory --device cuda --models 5 --epochs 300 \
-        --note "random real images are drawn from train after the validation split is held out, so the draw differs from the MNIST table's; at 1 image per class the accuracy swings by about 10 points between draws" \
-        --output bench/results/cross_arch_ipc10.json &
     check 300 cifar10 python bench/cifar10.py --dataset /tmp/cifar_standin --config paper --steps 4 --models 2 --no-progress \
         --results-dir /tmp/cifar_out \
         --note "a stand-in with CIFAR-10's Hub layout and random pixels: CIFAR-10 cannot be downloaded on the device machine; this checks the paper configuration end to end on a GPU, not its accuracy; the GPU was shared with 8 other benchmark processes: not a clean timing" \
@@ -121,19 +197,7 @@ EOF
     gather
 fi
 
-if [ "$STEPS" = vit ] || [ "$STEPS" = all ]; then
-    say "ViT rows of the cross-architecture tables (at once)"
-    export OMP_NUM_THREADS=$(threads 8)  # two processes share the device's 16 cores
-    check 330 vit_ipc1 python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory --device cuda --models 3 --epochs 300 \
-        --students ViT-tiny/4 --merge --output bench/results/cross_arch.json &
-    check 330 vit_ipc10 python bench/cross_arch.py bench/results/memories/mnist-ipc10-memory --device cuda --models 3 --epochs 300 \
-        --students ViT-tiny/4 \
-        --note 'not measured: resnet10t on random real images: the first run hit its time limit after the recipe selection (validation: protocol 64.0%, protocol at 112 px 70.4%, sgd cosine at 112 px 74.6%; adamw not reached), before the test evaluation' \
-        --merge --output bench/results/cross_arch_ipc10.json &
-    wait
-    gather
-fi
 
 say "done"
-grep -E "^ *T=|/ reference|/ plain|peak T=|test |CIFAR-10|\(Table 2\) |failed|Error" "$LOG" | tail -60
+grep -E "^ *T=|/ reference|/ plain|peak T=|validation|test |failed|Error" "$LOG" | tail -60
 ls "$OUT"

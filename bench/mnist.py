@@ -24,12 +24,11 @@ from pathlib import Path
 from common import (MNIST_HUB_ID, RESULTS, ROOT, add_result_options, command_line, default_device, describe_machine,
                     resolve_dataset, write_result)
 
-# CPU settings chosen on the validation split (bench/results/mnist_tuning.json, from `TUNE=1 bench/run_all.sh`): a
-# narrow learner in the inner loop buys many more outer steps per hour; the memory is still evaluated by ConvNet-128s.
-CPU_SETTINGS = dict(unroll_steps=50, learner_width=32, synthetic_per_class=4, real_per_class=32, optimizer="adam",
-                    lr=0.01, eval_every=100, eval_epochs=150, eval_width=32, checkpoint_every=50, compile=True)
+# The CLI's MNIST preset (hf_rtp/run_options.py), chosen on the validation split: `hf-rtp distill --dataset
+# ylecun/mnist` and this script run the same settings. --settings overrides any of them (memory or distill options).
 BUDGET = {"memory": dict(num_bases=16, downsample=2, addressing="learned"),
           "per_class": dict(downsample=1, addressing="one_hot")}
+RUN_ONLY = ("steps", "max_minutes", "final_models")  # this script sets these itself
 
 
 def row_key(row: dict) -> tuple:
@@ -41,8 +40,11 @@ def run(args, device: str) -> dict:
     import torch
 
     from hf_rtp import AddressableMemory, DistillConfig, Distiller
+    from hf_rtp.configuration_memory import MemoryOptions
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import EvalConfig, evaluate_images, evaluate_memory, random_real
+    from hf_rtp.options import build
+    from hf_rtp.run_options import MNIST, PRESETS
 
     torch.set_num_threads(args.threads)
     train, test = load_train_test(resolve_dataset(args.dataset))
@@ -61,19 +63,29 @@ def run(args, device: str) -> dict:
         return row
 
     torch.manual_seed(args.seed)
-    budget = {**BUDGET[args.method], **({"num_bases": args.num_bases} if args.num_bases else {})}
-    memory = AddressableMemory.for_dataset(train, ipc=args.ipc, **budget)
+    preset = {k: v for k, v in PRESETS[MNIST].items() if k not in RUN_ONLY}
+    settings = {**preset, **json.loads(args.settings or "{}")}
+    budget = {**settings, **BUDGET[args.method], **({"num_bases": args.num_bases} if args.num_bases else {}), "ipc": args.ipc}
+    options = build(MemoryOptions, budget)
+    memory = AddressableMemory.for_dataset(train, **vars(options))
     out = RESULTS / "runs" / f"mnist-ipc{args.ipc:g}-{args.method}{'-' + args.tag if args.tag else ''}"
     resume = args.resume or bool(args.resume_from)
     if args.resume_from:  # continue another run under this run's name, leaving that one as it is
         if out.exists():
             shutil.rmtree(out)
         shutil.copytree(args.resume_from, out)
-    settings = {**CPU_SETTINGS, **json.loads(args.settings or "{}")}
-    config = DistillConfig(steps=100_000, max_minutes=args.minutes, output_dir=str(out), seed=args.seed,
-                           progress=not args.no_progress, resume=resume, overwrite_output_dir=not resume, **settings)
+    distill = {k: v for k, v in settings.items() if k in DistillConfig.__dataclass_fields__}
+    settings = {**settings, "output_norm": options.output_norm}  # recorded: how the memory recalls
+    config = DistillConfig(steps=100_000, max_minutes=args.minutes, output_dir=str(out), seed=args.seed, final_models=0,
+                           progress=not args.no_progress, resume=resume, overwrite_output_dir=not resume, **distill)
     started = time.perf_counter()
-    memory = Distiller(config, memory, train).train()
+    if args.evaluate_run:  # the run finished (elsewhere, or its process was stopped after distilling): evaluate its memory
+        if not (out / "memory" / "config.json").exists():
+            raise SystemExit(f"--evaluate-run: {out} holds no finished run (no memory/ folder)")
+        memory = AddressableMemory.from_pretrained(out / "memory")
+        resume = True  # its distillation time is the Distiller's record, not this process's
+    else:
+        memory = Distiller(config, memory, train).train()
     distill_seconds = time.perf_counter() - started
     curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     curve = [{"minutes": round(c["seconds"] / 60, 3), "val_accuracy": c["val_accuracy"]} for c in curve if "val_accuracy" in c and "seconds" in c]
@@ -93,7 +105,7 @@ def run(args, device: str) -> dict:
         # a resumed run's budget counts across resumes: its distillation time is the Distiller's running total
         distill_minutes=memory.config.distillation["minutes"] if resume else round(distill_seconds / 60, 2),
     )
-    if resume:
+    if resume and not args.evaluate_run:
         row["resumed_minutes"] = round(distill_seconds / 60, 2)  # this process's share
     row.update(curve=curve, memory_folder=str(folder.relative_to(ROOT)))
     return row
@@ -126,6 +138,49 @@ def plot(path: Path) -> Path:
     return out
 
 
+SPEEDUPS = {  # tag -> label: the accuracy-per-CPU-minute comparison (bench/gpu_checks.sh, on the device's CPU)
+    "old-defaults": "old defaults (random tables, paper recall)",
+    "preset": "MNIST preset (real-data start, standardized recall)",
+    "preset-no-compile": "MNIST preset, not compiled",
+    "preset-T-schedule": "MNIST preset, T from 10 to 50 over 100 steps",
+}
+
+
+def speedup_runs(results: Path) -> dict[str, dict]:
+    """label -> record of the SPEEDUPS runs found in results/speedups/ (one JSON file per run)."""
+    runs = {}
+    for tag, label in SPEEDUPS.items():
+        path = results / "speedups" / f"{tag}.json"
+        if path.exists():
+            runs[label] = json.loads(path.read_text())
+    return runs
+
+
+def plot_speedups(results: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = speedup_runs(results)
+    curves = {label: r["rows"][0]["curve"] for label, r in runs.items()}
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, curve in curves.items():
+        ax.plot([c["minutes"] for c in curve], [100 * c["val_accuracy"] for c in curve], marker="o", ms=3, label=label)
+    ax.set_title("MNIST IPC 1: validation accuracy per CPU-minute of distillation (2 threads each, side by side)", fontsize=9)
+    ax.set_xlabel("distillation wall-clock minutes (compile included)")
+    ax.set_ylabel("validation accuracy, ConvNet-32 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = results / "mnist_speedups.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ipc", type=float, default=1)
@@ -145,6 +200,9 @@ def main() -> None:
     parser.add_argument("--plot", action="store_true", help="only redraw the accuracy-vs-time PNG")
     parser.add_argument("--tag", default="", help="name of a variant (e.g. a tuning pilot), kept as its own row")
     parser.add_argument("--validation-only", action="store_true", help="tuning run: report validation accuracy only")
+    parser.add_argument("--evaluate-run", action="store_true",
+                        help="do not distil: evaluate the memory of this run's finished folder (same --ipc, --method, --tag), "
+                             "e.g. on a faster machine, and write its row")
     add_result_options(parser, RESULTS / "mnist.json", merge_by_default=True)
     args = parser.parse_args()
     path = Path(args.output)
@@ -160,6 +218,9 @@ def main() -> None:
         print(f"MNIST ipc {args.ipc:g} {args.method}: {100 * acc['mean']:.2f} +- {100 * acc['std']:.2f}% "
               f"({row['images']} images, {row['storage_floats']} floats)")
     print(f"wrote {plot(path)}")
+    speedups = plot_speedups(path.parent)
+    if speedups:
+        print(f"wrote {speedups}")
 
 
 if __name__ == "__main__":

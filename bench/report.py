@@ -45,26 +45,93 @@ def main_job(lines):
               f"{r['minutes']:.1f} min | {r['machine']} |", "", f"Command: `{shown(r['command'])}`.{note(r)}", ""]
 
 
+# The authors' code on this machine, same configuration (MNIST IPC 1, K=16, r=29, ConvNet-128, 40 recalled images per
+# inner step, 640 real images), patched only to run on the CPU; measured for issue 11 (the code is not part of
+# this project). Seconds per outer step by T.
+AUTHORS_CPU_SECONDS = {50: 21.9, 150: 60.2}
+
+
 def unroll(lines):
-    for name, picture in (("unroll.json", "unroll_memory.png"), ("unroll_cuda.json", "unroll_cuda_memory.png")):
+    for name, picture in (("unroll.json", "unroll_memory.png"), ("unroll_cuda.json", "unroll_cuda_memory.png"),
+                          ("unroll_cuda_compiled.json", None)):
         r = load(name)
         if not r:
             continue
         gpu = r["device"].startswith("cuda")
-        lines += [f"### Unroll engine: speed and peak memory on {'a GPU' if gpu else 'the CPU'} (`bench/unroll.py`)", "",
+        cpu_columns = not gpu and any("minor_faults_per_step" in row for row in r["rows"])
+        title = "compiled and CUDA graphs on a GPU" if name == "unroll_cuda_compiled.json" else ("a GPU" if gpu else "the CPU")
+        lines += [f"### Unroll engine: speed and peak memory on {title} (`bench/unroll.py`)", "",
                   "MNIST shape, ConvNet-128, K=16, r=29, 40 recalled images per inner step, 640 real images; one outer step. "
-                  "`x plain` is the outer step over the T plain training steps it differentiates.", "",
-                  f"| T | implementation | s / outer step | x plain | peak {'GPU memory' if gpu else 'RSS'} (MB) |", "|---|---|---|---|---|"]
+                  "`x plain` is the outer step over T plain training steps of a standard `nn.Module` ConvNet on the same "
+                  "minibatches (the floor every implementation shares); `compile` is the one-off compile before the timed steps.", ""]
+        header = f"| T | implementation | s / outer step | x plain | compile (s) | peak {'GPU memory' if gpu else 'RSS'} (MB) |"
+        if cpu_columns:
+            header += " minor page faults / step | system s / step |"
+        lines += [header, "|---" * (header.count("|") - 1) + "|"]
         for row in r["rows"]:
-            if "skipped" in row:
-                lines.append(f"| {row['T']} | {row['impl']} | - | - | {row['skipped']} |")
-            else:
-                lines.append(f"| {row['T']} | {row['impl']} | {row['seconds_per_outer_step']:.3f} | {row['ratio_to_plain_steps']:.2f} | "
-                             f"{row['peak_mb']:.0f} |")
+            if "seconds_per_outer_step" not in row:
+                lines.append(f"| {row['T']} | {row['impl']} | - | - | - | {row['skipped']} |" + (" - | - |" if cpu_columns else ""))
+                continue
+            compile_s = f"{row['compile_seconds']:.0f}" if row.get("compile_seconds") else "-"
+            line = (f"| {row['T']} | {row['impl']} | {row['seconds_per_outer_step']:.3f} | {row['ratio_to_plain_steps']:.2f} | "
+                    f"{compile_s} | {row['peak_mb']:.0f} |")
+            if cpu_columns:
+                line += (f" {row['minor_faults_per_step'] / 1e6:.2f}M | {row['system_seconds_per_step']:.1f} |"
+                         if "minor_faults_per_step" in row else " - | - |")
+            lines.append(line)
         lines += [""] + [f"- {k}: **{v:.2f}**" for k, v in r["ratios"].items()]
+        if not gpu:
+            default = {row["T"]: row for row in r["rows"] if row["impl"] == "engine-compiled" and "seconds_per_outer_step" in row}
+            eager = {row["T"]: row for row in r["rows"] if row["impl"] == "engine" and "seconds_per_outer_step" in row}
+            for T, authors in AUTHORS_CPU_SECONDS.items():
+                parts = [f"the authors' code {authors:.1f} s"]
+                if T in default:
+                    parts.append(f"hf_rtp's default path (compiled) {default[T]['seconds_per_outer_step']:.1f} s, "
+                                 f"**{authors / default[T]['seconds_per_outer_step']:.2f}x faster**")
+                if T in eager:
+                    parts.append(f"eager {eager[T]['seconds_per_outer_step']:.1f} s ({authors / eager[T]['seconds_per_outer_step']:.2f}x)")
+                lines.append(f"- T={T}: " + "; ".join(parts) + " (the authors' time measured on this machine for issue 11)")
         lines += ["", f"Machine: {r['machine']}. Command: `{shown(r['command'])}`.{note(r)}", ""]
-        if (RESULTS / picture).exists():
+        if picture and (RESULTS / picture).exists():
             lines += [f"![peak memory vs T](bench/results/{picture})", ""]
+
+
+def speedups(lines):
+    """Accuracy per CPU-minute of the changes, measured side by side on the validation split (bench/mnist.py's SPEEDUPS)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from mnist import speedup_runs
+
+    runs = speedup_runs(RESULTS)
+    if not runs:
+        return
+
+    def at(curve, minutes):  # the best validation accuracy reached within `minutes`
+        seen = [c["val_accuracy"] for c in curve if c["minutes"] <= minutes]
+        return f"{100 * max(seen):.2f}%" if seen else "-"
+
+    first = next(iter(runs.values()))
+    lines += ["Accuracy per CPU-minute, MNIST IPC 1, validation split only (ConvNet-32 x 150 epochs, the Distiller's own "
+              "validation; wall clock includes compiling). All runs at once, 2 threads each, on "
+              f"{first['machine']}:", "",
+              "| run | outer steps | best within 2 min | within 3.5 min | within 5 min | command |", "|---|---|---|---|---|---|"]
+    for label, r in runs.items():
+        row = r["rows"][0]
+        curve = row["curve"]
+        lines.append(f"| {label} | {row['distillation']['outer_steps']} | {at(curve, 2)} | {at(curve, 3.5)} | {at(curve, 5.5)} | "
+                     f"`{shown(r['command'])}` |")
+    lines += [""]
+    if (RESULTS / "mnist_speedups.png").exists():
+        lines += ["![MNIST accuracy per CPU-minute](bench/results/mnist_speedups.png)", ""]
+
+
+def recall_of(row: dict) -> str:
+    """How a row's memory recalls (its saved config; memories saved before output_norm existed recall as 'none')."""
+    folder = row.get("memory_folder")
+    if folder and (ROOT / folder / "config.json").exists():
+        return json.loads((ROOT / folder / "config.json").read_text()).get("output_norm", "none")
+    return row.get("settings", {}).get("output_norm", "none")
 
 
 def mnist(lines):
@@ -72,20 +139,48 @@ def mnist(lines):
     if not r:
         return
     lines += ["### MNIST at CPU scale (`bench/mnist.py`)", "",
-              "| budget | method | images recalled | stored floats | test accuracy | distillation | command |", "|---|---|---|---|---|---|---|"]
+              "| budget | method | start, recall | images recalled | stored floats | test accuracy | distillation | command |",
+              "|---|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
         distilled = f"{row['distill_minutes']:.0f} min, {row['distillation']['outer_steps']} steps" if "distill_minutes" in row else "-"
         method = row["method"] + (f" ({row['tag']})" if row.get("tag") else "")
-        lines.append(f"| IPC {row['ipc']:g} | {method} | {row['images']} | {row['storage_floats']} | {pct(row['accuracy'])} | "
+        recipe = f"{row.get('settings', {}).get('init', 'random')}, {recall_of(row)}" if "settings" in row else "-"
+        lines.append(f"| IPC {row['ipc']:g} | {method} | {recipe} | {row['images']} | {row['storage_floats']} | {pct(row['accuracy'])} | "
                      f"{distilled} | `{shown(row['command'])}` |")
-    lines += ["", f"Machine: {r['machine']}. Test accuracy: fresh ConvNet-128s trained from scratch on the recalled images "
+    evaluated_elsewhere = [row for row in r["rows"] if "--evaluate-run" in shlex.split(row["command"])]
+    local = next((row["machine"] for row in r["rows"] if row not in evaluated_elsewhere), r["machine"])
+    lines += ["", f"Machine: {local}. Test accuracy: fresh ConvNet-128s trained from scratch on the recalled images "
               f"(SGD lr 0.01 momentum 0.9, batch 640), mean +- std over models.{note(r)}", ""]
+    for row in evaluated_elsewhere:
+        distill = shlex.join(w for w in shlex.split(row["command"]) if w != "--evaluate-run")
+        lines += [f"The IPC {row['ipc']:g} {row['method']} ({row['tag']}) row was distilled on {local} by `{distill}`; its test "
+                  f"evaluation ran on {row['machine']} (`--evaluate-run`, the same protocol), to leave this machine's cores to "
+                  "other measurements.", ""]
     if (RESULTS / "mnist_accuracy_vs_time.png").exists():
         lines += ["![MNIST accuracy vs CPU time](bench/results/mnist_accuracy_vs_time.png)", ""]
+    speedups(lines)
     folder = RESULTS / "memories" / "mnist-ipc1-memory"
     pictures = [p for p in ("recalled.png", "bases.png", "class_similarity.png") if (folder / p).exists()]
     if pictures:
         lines += [" ".join(f"![{p}](bench/results/memories/mnist-ipc1-memory/{p})" for p in pictures), ""]
+
+
+def mnist_gpu(lines):
+    """MNIST with the paper's inner learner on a lent GPU (bench/gpu_checks.sh)."""
+    rows = [row for name in ("mnist_gpu_ipc1.json", "mnist_gpu_ipc10.json") if load(name) for row in load(name)["rows"]]
+    if not rows:
+        return
+    r = load("mnist_gpu_ipc1.json") or load("mnist_gpu_ipc10.json")
+    lines += ["### MNIST with the paper's inner learner on a GPU (`bench/mnist.py`)", "",
+              "ConvNet-128 in the inner loop, T=150, 32 recalled images per class per inner step; everything else as the MNIST "
+              "preset. Validation accuracy (ConvNet-128, 300 epochs) against distillation minutes, then the test accuracy.", "",
+              "| budget | outer steps | minutes | validation curve (minutes: accuracy) | test accuracy (5 x ConvNet-128) | command |",
+              "|---|---|---|---|---|---|"]
+    for row in rows:
+        curve = ", ".join(f"{c['minutes']:.1f}: {100 * c['val_accuracy']:.1f}%" for c in row.get("curve", []))
+        lines.append(f"| IPC {row['ipc']:g} | {row['distillation']['outer_steps']} | {row['distill_minutes']:.1f} | {curve} | "
+                     f"{pct(row['accuracy'])} | `{shown(row['command'])}` |")
+    lines += ["", f"Machine: {r['machine']}.{note(r)}", ""]
 
 
 def ablations(lines):
@@ -114,23 +209,54 @@ def ablations(lines):
 
 
 def cross_arch(lines):
-    for name in ("cross_arch.json", "cross_arch_ipc10.json", "cross_arch_standardized.json"):
+    for name in sorted(p.name for p in RESULTS.glob("cross_arch*.json")):
         r = load(name)
-        if not r:
-            continue
         title = f": {r['title']}" if r["title"] else ""
         lines += [f"### Cross-architecture, {r['ipc']:g} image(s)/class{title} (`bench/cross_arch.py`)", "",
-                  f"Memory `{r['memory']}` ({r['dataset']}), {r['epochs']} epochs per student; {r['selection']} "
-                  f"(the candidates are in `bench/cross_arch.py`).", "",
-                  "| student | models | distilled (recipe) | random real, same budget (recipe) |", "|---|---|---|---|"]
+                  f"Memory `{r['memory']}` ({r['dataset']}, recall `output_norm={r['output_norm']}`), {r['epochs']} epochs per "
+                  f"student, scored on the {r['split']} split. Each student has one recipe, used for both training sets, with "
+                  "no rescaling of either.", "",
+                  "| student | recipe | models | distilled | random real, same budget | distilled - random real |", "|---|---|---|---|---|---|"]
         for row in r["rows"]:
-            cells = [f"{pct(row[k])} ({row[k]['recipe']})" if k in row else "not measured" for k in ("distilled", "random_real")]
-            lines.append(f"| {row['student']} | {row['models']} | {cells[0]} | {cells[1]} |")
+            gap = 100 * (row["distilled"]["mean"] - row["random_real"]["mean"])
+            lines.append(f"| {row['student']} | {row['recipe']} | {row['models']} | {pct(row['distilled'])} | "
+                         f"{pct(row['random_real'])} | {gap:+.1f} |")
         commands = ", then ".join(f"`{shown(c)}`" for c in r.get("commands", [r["command"]]))
-        lines += ["", f"Machine: {r['machine']}. Command: {commands}."]
-        if r.get("note"):
-            lines += [f"Note: {r['note']}."]
-        lines += [""]
+        lines += ["", f"Machine: {r['machine']}. Command: {commands}.{note(r)}", ""]
+
+
+def approaches(lines):
+    """Output-scale approaches on MNIST IPC 1 (bench/gpu_checks.sh): equal wall clock, validation split only."""
+    runs = {p.stem[len("mnist_"):]: json.loads(p.read_text()) for p in sorted((RESULTS / "approaches").glob("mnist_*.json"))}
+    if not runs:
+        return
+    students = {}
+    for variant in runs:
+        path = RESULTS / "approaches" / f"cross_{variant}.json"
+        if path.exists():
+            students[variant] = {row["student"]: row for row in json.loads(path.read_text())["rows"]}
+    names = list(dict.fromkeys(s for rows in students.values() for s in rows))
+    first = next(iter(runs.values()))
+    lines += ["### Recalled images at the data's scale: approaches on the validation split (`bench/mnist.py`, `bench/cross_arch.py`)", "",
+              f"MNIST IPC 1, the MNIST preset's settings, each approach distilled for the same "
+              f"{first['rows'][0]['distillation']['minutes']:.1f} minutes; every number is validation accuracy (10% of "
+              "train), never test. ConvNet-32 (during distillation) is the Distiller's own validation; the students' "
+              "columns are memory / random real images of the same budget, each student with its one recipe "
+              "(`bench/cross_arch.py`), 2 models each.", "",
+              "| output_norm | init | outer steps | ConvNet-32 (distiller) | " + " | ".join(names) + " |",
+              "|---" * (4 + len(names)) + "|"]
+    for variant, r in runs.items():
+        row = r["rows"][0]
+        settings = row["settings"]
+        cells = []
+        for student in names:
+            s = students.get(variant, {}).get(student)
+            cells.append(f"{100 * s['distilled']['mean']:.1f} / {100 * s['random_real']['mean']:.1f}" if s else "-")
+        lines.append(f"| {settings.get('output_norm', 'standardize')} | {settings.get('init', 'random')} | "
+                     f"{row['distillation']['outer_steps']} | {100 * row['best_val_accuracy']:.2f}% | " + " | ".join(cells) + " |")
+    commands = [r["command"] for r in runs.values()] + [json.loads((RESULTS / "approaches" / f"cross_{v}.json").read_text())["command"]
+                                                       for v in students]
+    lines += ["", f"Machine: {first['machine']}. Commands: " + ", ".join(f"`{shown(c)}`" for c in commands) + f".{note(first)}", ""]
 
 
 def cifar10(lines):
@@ -200,7 +326,7 @@ def main() -> None:
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="the file whose results section is rewritten")
     args = parser.parse_args()
     lines = [BEGIN, ""]
-    for section in (main_job, faults, unroll, mnist, ablations, cross_arch, cifar10, cifar10_gpu):
+    for section in (main_job, faults, unroll, mnist, mnist_gpu, approaches, cross_arch, ablations, cifar10, cifar10_gpu):
         section(lines)
     lines.append(END)
     readme = Path(args.readme)

@@ -3,11 +3,12 @@
 # tables from bench/results/*.json. Each JSON names the command that wrote it (`command`; `commands` where runs were
 # merged with --merge), and each of those is a line of this script or of bench/gpu_checks.sh.
 #
-# The CPU lines run here: about 3.5 hours on 2 CPU cores (each line also runs on its own). Run on a quiet machine:
+# The CPU lines run here: about 5.5 hours on 2 CPU cores (each line also runs on its own). Run on a quiet machine:
 # budgets are wall-clock. IPC 1 runs get 30 minutes of distillation, IPC 10 runs 20 minutes each.
-# The GPU tables (unroll on CUDA, MNIST ablations, cross-architecture with recipe selection, the CIFAR-10 paper
-# configuration) come from bench/gpu_checks.sh on a lent GPU machine, provisioned by bench/provision_device.sh; bring
-# back the JSON files it copies to its $OUT into bench/results/. GPU=1 runs it from here, on a machine with a GPU
+# The GPU tables (unroll on CUDA compiled and with CUDA graphs, the data-scale approaches on the validation split,
+# MNIST with the paper's inner learner, cross-architecture tables; earlier: unroll on CUDA, MNIST ablations, the
+# CIFAR-10 paper configuration) come from bench/gpu_checks.sh on a lent GPU machine, provisioned by bench/provision_device.sh; bring
+# back the files it packs into $OUT/results.tar into bench/results/. GPU=1 runs it from here, on a machine with a GPU
 # and this environment.
 # TUNE=1 first reruns the tuning pilots that chose bench/mnist.py's CPU settings (5 minutes each, validation split
 # only; bench/results/mnist_tuning.json).
@@ -48,10 +49,11 @@ python bench/report.py
 python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 70 --no-progress \
     --resume-from bench/results/runs/mnist-ipc10-memory --tag 70min \
     --note 'the 20-minute IPC 10 memory run resumed to a 70-minute total budget (the budget counts across resumes)'
-# Cross-architecture on the CPU: resnet10t with standardized images, on the IPC 1 memory above
-python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory --students resnet10t --recipes 'protocol, standardized' \
-    --models 2 --epochs 300 --device cpu --title 'resnet10t with the standardize fix, on a CPU' \
-    --output bench/results/cross_arch_standardized.json
+# Issue 11: the MNIST preset (real-data start, standardized recall, compiled) at the target budgets
+python bench/mnist.py --ipc 1 --method memory --minutes 30 --tag preset --no-progress
+python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 60 --tag preset --no-progress
+python bench/mnist.py --plot
+python bench/report.py
 # The GPU tables
 if [ -n "${GPU:-}" ]; then
     PROVISION=0 bash bench/gpu_checks.sh

@@ -2,8 +2,15 @@
 
 MNIST-shaped data (1x28x28, 10 classes), ConvNet-128, K=16 bases, r=29 (IPC 1), `--per-class` recalled images
 per class per inner step, a real batch of `--real-per-class` images per class. For each T, every implementation
-runs in its own process (clean peak-memory reading): first the T plain training steps the unroll differentiates
-(the floor), then `--repeats` outer steps. Prints a table and writes bench/results/unroll.json.
+runs in its own process (clean peak-memory reading): first the floor, T plain training steps of a standard
+`nn.Module` ConvNet (nn.Conv2d / nn.GroupNorm / nn.Linear, loss.backward(), torch.optim.SGD) on the same
+minibatches, which any implementation of the method also runs; then `--repeats` outer steps.
+
+Implementations: `engine` (eager), `engine-compiled` (torch.compile; the default path where a compiler exists, its
+one-off compile timed apart), `engine-cudagraphs` (compile mode reduce-overhead: CUDA graphs, GPU only),
+`engine-default-malloc` (eager with glibc's default malloc settings, to show what keeping freed memory saves), and
+`reference` (whole-graph autograd). Minor page faults and system time per outer step are recorded on the CPU.
+Prints a table and writes bench/results/unroll.json.
 
     python bench/unroll.py                       # T in 10 50 150, engine and reference
     python bench/unroll.py --steps 10 50 --impl engine
@@ -32,12 +39,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def standard_convnet(width: int = 128, classes: int = 10):
+    """The ConvNet as a plain nn.Module (28 px grey input padded to 32 by the first conv, 3 blocks of conv ->
+    instance norm -> ReLU -> avg-pool, linear head): the network a from-scratch training loop would use."""
+    from torch import nn
+
+    layers, channels = [], 1
+    for i in range(3):
+        layers += [nn.Conv2d(channels, width, 3, padding=3 if i == 0 else 1), nn.GroupNorm(width, width), nn.ReLU(), nn.AvgPool2d(2)]
+        channels = width
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(width * 4 * 4, classes))
+
+
 def worker(args) -> dict:
     import torch
+    import torch.nn.functional as F
 
     from hf_rtp import AddressableMemory, AddressableMemoryConfig
     from hf_rtp.learners import ConvNet
-    from hf_rtp.unroll import InnerLoop, inner_loss
+    from hf_rtp.unroll import InnerLoop
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -55,7 +75,10 @@ def worker(args) -> dict:
     real = (torch.randn(10 * args.real_per_class, 1, 28, 28, generator=g).to(device),
             torch.arange(10, device=device).repeat_interleave(args.real_per_class))
     # The Distiller's own set-up of an unroll (InnerLoop.unroll_memory): the same recall, real-batch chunking and engine.
-    inner = InnerLoop(net, lr=0.01, momentum=0.9, compile=args.impl == "engine-compiled")
+    compiled = args.impl in ("engine-compiled", "engine-cudagraphs")
+    inner = InnerLoop(net, lr=0.01, momentum=0.9, compile=compiled,
+                      compile_mode="reduce-overhead" if args.impl == "engine-cudagraphs" else None,
+                      keep_memory=args.impl != "engine-default-malloc")
 
     def step_data(t):
         return memory.images_for_labels(classes, picks[t]), labels
@@ -65,22 +88,22 @@ def worker(args) -> dict:
 
     compile_seconds = None
     baseline = rss_mb()
-    # The floor: T plain SGD-momentum steps on the same minibatches, no meta-gradient (on a GPU the second of two
-    # passes counts, so library start-up is not in it).
+    # The floor: T plain SGD-momentum steps of a standard nn.Module ConvNet on the same minibatches, no meta-gradient
+    # (on a GPU the second of two passes counts, so library start-up is not in it).
     with torch.no_grad():
         batches = [step_data(t) for t in range(T)]
+    plain = standard_convnet().to(device)
     for _ in range(2 if cuda else 1):
-        params = [p.requires_grad_(True) for p in fresh(g)]
-        optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+        optimizer = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
         sync()
         start = time.perf_counter()
         for x, y in batches:
             optimizer.zero_grad()
-            inner_loss(net.functional, params, x, y).backward()
+            F.cross_entropy(plain(x), y).backward()
             optimizer.step()
         sync()
         floor = time.perf_counter() - start
-    del params, optimizer
+    del plain, optimizer
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
         cuda_baseline = torch.cuda.memory_allocated(device) / 2**20
@@ -88,24 +111,29 @@ def worker(args) -> dict:
     def run(init, steps=T):
         return inner.unroll_memory(memory, classes, picks[:steps], *real, init, reference=args.impl == "reference")
 
-    if args.impl == "engine-compiled":  # compile once, outside the timing (a one-off per input shape)
+    if compiled:  # compile once, outside the timing (a one-off per input shape)
         start = time.perf_counter()
         run(fresh(g), steps=1)
         compile_seconds = time.perf_counter() - start
-    times = []
+    times, faults, system = [], [], []
     for i in range(args.repeats):
         init = fresh(torch.Generator().manual_seed(i))
         sync()
+        before = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         result = run(init)
         sync()
         times.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        faults.append(after.ru_minflt - before.ru_minflt)
+        system.append(after.ru_stime - before.ru_stime)
         assert all(torch.isfinite(gr).all() for gr in result.grads)
         del result
     row = {
         "impl": args.impl, "T": T, "device": str(device), "seconds_per_outer_step": min(times), "all_seconds": times,
         "plain_steps_seconds": floor, "ratio_to_plain_steps": min(times) / floor,
         "peak_rss_mb": peak_rss_mb(), "peak_above_setup_mb": peak_rss_mb() - baseline,
+        "minor_faults_per_step": faults[times.index(min(times))], "system_seconds_per_step": system[times.index(min(times))],
         "compile_seconds": compile_seconds, "synthetic_per_step": 10 * s, "real_batch": 10 * args.real_per_class, "threads": args.threads,
     }
     if cuda:  # the memory that matters on a GPU is the device's, not the host's
@@ -118,8 +146,8 @@ def worker(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 50, 150], help="unroll lengths T")
-    parser.add_argument("--impl", nargs="+", default=["engine", "engine-compiled", "reference"],
-                        choices=["engine", "engine-compiled", "reference"])
+    parser.add_argument("--impl", nargs="+", default=["engine", "engine-compiled", "engine-default-malloc", "reference"],
+                        choices=["engine", "engine-compiled", "engine-cudagraphs", "engine-default-malloc", "reference"])
     parser.add_argument("--per-class", type=int, default=4, help="recalled images per class per inner step")
     parser.add_argument("--real-per-class", type=int, default=64, help="real images per class in the outer loss")
     parser.add_argument("--repeats", type=int, default=2, help="outer steps timed per setting (the fastest counts)")
@@ -144,7 +172,7 @@ def main() -> None:
         for impl in args.impl:
             if impl == "reference":
                 # Its memory grows linearly in T: extrapolate from the two longest runs so far, skip what cannot fit.
-                done = sorted((r["T"], r["peak_mb"]) for r in rows if r["impl"] == "reference")
+                done = sorted((r["T"], r["peak_mb"]) for r in rows if r["impl"] == "reference" and "peak_mb" in r)
                 if len(done) >= 2:
                     (t0, m0), (t1, m1) = done[-2], done[-1]
                     predicted = m1 + (m1 - m0) / (t1 - t0) * (T - t1)
@@ -157,14 +185,17 @@ def main() -> None:
                        "--real-per-class", str(args.real_per_class), "--repeats", str(args.repeats), "--threads", str(args.threads),
                        "--device", args.device]
             done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise SystemExit(done.stderr[-3000:])
+            if done.returncode != 0:  # e.g. a compile mode this machine cannot run: recorded, the others go on
+                error = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
+                rows.append({"impl": impl, "T": T, "skipped": f"failed: {error}"})
+                print(f"T={T:4d} {impl:9s} failed: {done.stderr[-2000:]}", flush=True)
+                continue
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             r = rows[-1]
             print(f"T={T:4d} {impl:9s} {r['seconds_per_outer_step']:8.3f} s/outer step  {r['ratio_to_plain_steps']:5.2f}x plain  "
                   f"peak {r['peak_mb']:7.0f} MB", flush=True)
 
-    by = {(r["impl"], r["T"]): r for r in rows}
+    by = {(r["impl"], r["T"]): r for r in rows if "peak_mb" in r}  # measured, or extrapolated (not failed)
     print(f"\n{'T':>4} {'impl':>10} {'s/step':>8} {'x plain':>8} {'peak MB':>8}")
     for r in rows:
         if "skipped" in r:
@@ -173,8 +204,10 @@ def main() -> None:
         print(f"{r['T']:>4} {r['impl']:>10} {r['seconds_per_outer_step']:>8.3f} {r['ratio_to_plain_steps']:>8.2f} {r['peak_mb']:>8.0f}")
     checks = {}
     t_lo, t_hi = min(args.steps), max(args.steps)
-    for engine in ("engine", "engine-compiled"):
-        if (engine, t_hi) in by and (engine, t_lo) in by and t_hi != t_lo:
+    for engine in ("engine", "engine-compiled", "engine-cudagraphs"):
+        if "skipped" in by.get((engine, t_hi), {"skipped": 1}):
+            continue
+        if (engine, t_lo) in by and t_hi != t_lo and "skipped" not in by[engine, t_lo]:
             checks[f"{engine} peak T={t_hi} / T={t_lo}"] = by[engine, t_hi]["peak_mb"] / by[engine, t_lo]["peak_mb"]
         if (engine, t_hi) in by and ("reference", t_hi) in by:
             reference = by["reference", t_hi]
@@ -212,7 +245,7 @@ def plot(rows: list[dict], path: Path, device: str = "cpu") -> Path:
         mine = [r for r in rows if r["impl"] == impl]
         measured = [r for r in mine if "skipped" not in r]
         line, = ax.plot([r["T"] for r in measured], [r["peak_mb"] / 1024 for r in measured], marker="o", label=impl)
-        guessed = [r for r in mine if "skipped" in r]
+        guessed = [r for r in mine if "skipped" in r and "peak_mb" in r]
         if guessed and measured:
             ax.plot([measured[-1]["T"], *[r["T"] for r in guessed]],
                     [measured[-1]["peak_mb"] / 1024, *[r["peak_mb"] / 1024 for r in guessed]],

@@ -22,8 +22,7 @@ data_config, memory_options, config = resolve_run_options(parser.parse_args())
 
 train, test = data_config.load()
 torch.manual_seed(config.seed)  # the same seed on every process gives every rank the same starting memory
-memory = AddressableMemory.for_dataset(train, ipc=memory_options.ipc, num_bases=memory_options.num_bases,
-                                       downsample=memory_options.downsample, addressing=memory_options.addressing)
+memory = AddressableMemory.for_dataset(train, **vars(memory_options))  # ipc, num_bases, downsample, addressing, output_norm
 
 # Trains, keeps the best memory by validation, evaluates it on the test split, writes <output_dir>/memory.
 distiller = Distiller(config, memory, train, test=test)

@@ -10,6 +10,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PretrainedConfig
 
 ADDRESSING_KINDS = ("learned", "one_hot")
+OUTPUT_NORMS = ("none", "standardize")
 
 
 class BudgetError(ValueError):
@@ -50,6 +51,7 @@ class MemoryOptions:
     num_bases: int = field(default=16, metadata={"help": "K shared bases (memories); r follows from the budget."})
     downsample: int = field(default=2, metadata={"help": "Bases are stored at 1/ds resolution and upsampled bilinearly."})
     addressing: Literal["learned", "one_hot"] = field(default="learned", metadata={"help": "`learned` addressing (the paper) or `one_hot` (the per-class synthetic set, vanilla BPTT)."})
+    output_norm: Literal["none", "standardize"] = field(default="standardize", metadata={"help": "Last step of recall (eqn 2): `standardize` shifts and scales each recalled image (one scalar each) to the mean and std of the data's images, so any network trains on the recall with its usual recipe; `none` is the paper's recall, whose contrast drifts freely (the instance-normalised ConvNet cannot see it)."})
 
     def __post_init__(self):
         if not self.ipc > 0:
@@ -60,11 +62,14 @@ class MemoryOptions:
             raise ValueError(f"downsample must be >= 1, got {self.downsample}")
         if self.addressing not in ADDRESSING_KINDS:
             raise ValueError(f"addressing must be one of {ADDRESSING_KINDS}, got {self.addressing!r}")
+        if self.output_norm not in OUTPUT_NORMS:
+            raise ValueError(f"output_norm must be one of {OUTPUT_NORMS}, got {self.output_norm!r}")
 
     @classmethod
     def of(cls, config: "AddressableMemoryConfig") -> "MemoryOptions":
         """The options that size a memory like `config`."""
-        return cls(ipc=config.budget_ipc(), num_bases=config.num_bases, downsample=config.downsample, addressing=config.addressing)
+        return cls(ipc=config.budget_ipc(), num_bases=config.num_bases, downsample=config.downsample,
+                   addressing=config.addressing, output_norm=config.output_norm)
 
 
 @strict
@@ -92,6 +97,15 @@ class AddressableMemoryConfig(PretrainedConfig):
     addressing: Literal["learned", "one_hot"] = "learned"
     """'learned': r learned d_y x K matrices. 'one_hot': the standard per-class synthetic set
     (K = classes * r bases, A_i fixed one-hot, nothing learned but the bases)."""
+    output_norm: Literal["none", "standardize"] = "none"
+    """Last step of recall. 'none': eqn 2 as in the paper. 'standardize': each recalled image is shifted and scaled
+    (one scalar per image, parameter-free) to mean `output_mean` and std `output_std`, the per-image statistics of
+    the training images, so recalled images live at the data's scale. 'none' is the default so that memories saved
+    before this field existed load and recall exactly as they did."""
+    output_mean: float = 0.0
+    """Mean of a recalled image's pixels under output_norm='standardize' (the data's mean per-image mean)."""
+    output_std: float = 1.0
+    """Std of a recalled image's pixels under output_norm='standardize' (the data's RMS per-image std)."""
     mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     """Per-channel mean the pixels were normalised with (x - mean) / std."""
     std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
@@ -149,6 +163,10 @@ class AddressableMemoryConfig(PretrainedConfig):
             raise ValueError(f"std must be positive, got {self.std}")
         if self.addressing not in ADDRESSING_KINDS:
             raise ValueError(f"addressing must be one of {ADDRESSING_KINDS}, got {self.addressing!r}")
+        if self.output_norm not in OUTPUT_NORMS:
+            raise ValueError(f"output_norm must be one of {OUTPUT_NORMS}, got {self.output_norm!r}")
+        if not (math.isfinite(self.output_mean) and math.isfinite(self.output_std) and self.output_std > 0):
+            raise ValueError(f"output_mean must be finite and output_std positive, got {self.output_mean}, {self.output_std}")
         if self.addressing == "one_hot":
             n = len(self.class_names)
             if self.query_dim != n or self.num_bases != n * self.images_per_query:

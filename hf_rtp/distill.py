@@ -29,7 +29,7 @@ from .evaluate import EvalConfig, accuracy, evaluate_memory, train_from_scratch
 from .learners import ConvNet
 from .modeling_memory import AddressableMemory
 from .run_dir import RunDirectory
-from .unroll import InnerLoop
+from .unroll import InnerLoop, compiler_available
 
 TRACKERS = ("none", "tensorboard", "wandb", "trackio")
 # The package each tracker needs (import name), checked before any work starts.
@@ -43,6 +43,8 @@ class DistillConfig:
     unroll_steps: int = field(default=150, metadata={"help": 'T: inner SGD steps per unroll (150 for IPC 1/10 and 200 for IPC 50 in the paper).'})
     window: int | None = field(default=None, metadata={"help": 'Differentiate only the last W inner steps (truncated BPTT); None differentiates all T.'})
     random_window: bool = field(default=False, metadata={"help": 'With `window`, end each unroll at a random step in [W, T] (random truncated BPTT).'})
+    unroll_steps_start: int | None = field(default=None, metadata={"help": "A schedule for T: start the unrolls at this many steps and grow T linearly to `unroll_steps` over the first `unroll_warmup` outer steps (short unrolls are cheap while the memory is far from good); None: always `unroll_steps`."})
+    unroll_warmup: int = field(default=0, metadata={"help": "Outer steps over which T grows from `unroll_steps_start` to `unroll_steps`."})
     inner_lr: float = field(default=0.01, metadata={"help": 'Inner SGD learning rate (fixed, as in the paper).'})
     inner_momentum: float = field(default=0.9, metadata={"help": "Inner SGD momentum; 0.9 is one of the paper's two findings (fig 4)."})
     learner_width: int = field(default=128, metadata={"help": 'Width of the ConvNet trained in the inner loop (evaluation uses `eval_width`).'})
@@ -51,7 +53,8 @@ class DistillConfig:
     real_per_class: int = field(default=64, metadata={"help": 'Real images per sampled class in the outer loss.'})
     synthetic_per_class: int = field(default=32, metadata={"help": 'Recalled images per sampled class in each inner step (capped by r).'})
     augment: str | None = field(default=None, metadata={"help": "Differentiable augmentation drawn once per unroll and applied to every inner step's recalled images and to the real batch: DSA ops joined by _ (e.g. flip_rotate, the paper's CIFAR setting) or a named strategy (cifar, dsa, digits); None for none."})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the per-step work of the unroll and the validation networks (about 1.5x faster on CPU after a one-off compile of under a minute; needs a C++ compiler or Triton)."})
+    compile: bool | None = field(default=None, metadata={"help": "torch.compile the per-step work of the unroll and the validation networks (about 1.4x faster on CPU after a one-off compile of under a minute). None: on where a compiler exists (a C++ compiler on CPU, Triton on a GPU)."})
+    init: Literal["random", "real"] = field(default="random", metadata={"help": "How a new memory starts: `random` tables (Xavier, the paper) or `real` images of the training split at the data's scale (one_hot: the images; learned: bases spanning real images and addressing that recalls some of them)."})
     inner_loops: int = field(default=1, metadata={"help": 'Independent unrolls per process per outer step, averaged.'})
     optimizer: Literal["sgd", "adam"] = field(default="sgd", metadata={"help": "Outer optimizer for bases and addressing: `sgd` (the authors') or `adam`."})
     lr: float = field(default=0.1, metadata={"help": 'Outer learning rate.'})
@@ -96,10 +99,17 @@ class DistillConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.window is not None and not 1 <= self.window:
             raise ValueError(f"window must be >= 1, got {self.window}")
+        if self.unroll_steps_start is not None and not 1 <= self.unroll_steps_start <= self.unroll_steps:
+            raise ValueError(f"unroll_steps_start must be in [1, unroll_steps={self.unroll_steps}], got {self.unroll_steps_start}")
+        if self.unroll_warmup < 0 or (self.unroll_warmup > 0) != (self.unroll_steps_start is not None):
+            raise ValueError(f"a T schedule needs both unroll_steps_start and unroll_warmup >= 1 (got {self.unroll_steps_start}, "
+                             f"{self.unroll_warmup})")
         if self.random_window and self.window is None:
             raise ValueError("random_window needs a window")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be positive (None: no time limit), got {self.max_minutes}")
+        if self.init not in ("random", "real"):
+            raise ValueError(f"init must be 'random' or 'real', got {self.init!r}")
         if self.report_to not in TRACKERS:
             raise ValueError(f"report_to must be one of {TRACKERS}, got {self.report_to!r}")
         if self.report_to != "none" and importlib.util.find_spec(_TRACKER_PACKAGES[self.report_to]) is None:
@@ -196,9 +206,10 @@ class Distiller:
                 p.data.copy_(broadcast(p.data.clone(), from_process=0))
         c, h, w = memory.config.image_shape
         learner = ConvNet(c, memory.config.num_classes, (h, w), width=config.learner_width, depth=config.learner_depth)
+        self.compile = config.compile if config.compile is not None else compiler_available(self.device)
         # Built once, so compiled step functions are reused by every unroll.
         self.inner = InnerLoop(learner.to(self.device), lr=config.inner_lr, momentum=config.inner_momentum,
-                               window=config.window, compile=config.compile)
+                               window=config.window, compile=self.compile)
         params = list(self.memory.parameters())
         if config.optimizer == "adam":
             self.optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -223,16 +234,26 @@ class Distiller:
         init = self.inner.init_params(generator)
         r = mcfg.images_per_query
         s = min(cfg.synthetic_per_class, r)
-        steps = cfg.unroll_steps
+        steps = self.unroll_length()
         if cfg.random_window:
             steps = int(torch.randint(min(cfg.window, steps), steps + 1, (1,), generator=generator))
         picks = torch.stack([torch.rand(k, r, generator=generator).argsort(1)[:, :s] for _ in range(steps)]).to(self.device)
         result = self.inner.unroll_memory(self.memory, classes.to(self.device), picks, augment(real_x), real_y, init, augment)
         return result.loss, result.grads
 
+    def unroll_length(self, step: int | None = None) -> int:
+        """T of the unrolls at outer step `step` (default: the next one): `unroll_steps`, or the schedule's value."""
+        cfg = self.config
+        step = self.step if step is None else step
+        if cfg.unroll_steps_start is None:
+            return cfg.unroll_steps
+        fraction = min(1.0, step / cfg.unroll_warmup)
+        return round(cfg.unroll_steps_start + fraction * (cfg.unroll_steps - cfg.unroll_steps_start))
+
     def meta_step(self) -> dict[str, float]:
         """One outer step: unrolls on every process, all-reduced mean meta-gradient, clip, update."""
         cfg = self.config
+        length = self.unroll_length()
         params = list(self.memory.parameters())
         total = [torch.zeros_like(p) for p in params]
         loss = torch.zeros((), device=self.device)
@@ -261,7 +282,10 @@ class Distiller:
         if bad:
             raise NonFiniteError(self._divergence(f"the update made {bad} non-finite"))
         self.step += 1
-        return {"loss": float(loss) / count, "grad_norm": float(norm)}
+        metrics = {"loss": float(loss) / count, "grad_norm": float(norm)}
+        if cfg.unroll_steps_start is not None:
+            metrics["unroll_steps"] = length
+        return metrics
 
     def _divergence(self, what: str) -> str:
         cfg = self.config
@@ -278,7 +302,7 @@ class Distiller:
         cfg = self.config
         images, labels = self.memory(labels=torch.arange(self.memory.config.num_classes, device=self.device))
         eval_cfg = EvalConfig(models=cfg.eval_models, epochs=cfg.eval_epochs, width=cfg.eval_width,
-                              seed=cfg.seed + 7919 * self.step, augment=cfg.augment, progress=False, compile=cfg.compile,
+                              seed=cfg.seed + 7919 * self.step, augment=cfg.augment, progress=False, compile=self.compile,
                               micro_batch=64 if self.device.type == "cpu" else None)
         scores = []
         for i in range(cfg.eval_models):
@@ -309,8 +333,10 @@ class Distiller:
 
     def _check_resumable(self, saved: dict[str, dict[str, Any]], where: str) -> None:
         """A resume must continue the same computation: same memory layout, same settings but the harmless ones."""
-        if saved["memory"] != self.settings["memory"]:
-            raise ValueError(f"{where} holds a different memory layout ({saved['memory']} vs {self.settings['memory']}); "
+        # a run started before output_norm existed recalled as the paper does
+        saved_memory = {"output_norm": "none", **saved["memory"]}
+        if saved_memory != self.settings["memory"]:
+            raise ValueError(f"{where} holds a different memory layout ({saved_memory} vs {self.settings['memory']}); "
                              f"resume with the options of the run that wrote it, or start afresh in another output_dir")
         changed = [f.name for f in fields(self.config)
                    if f.name not in RESUMABLE_CHANGES and saved["distill"].get(f.name) != getattr(self.config, f.name)]
@@ -386,6 +412,9 @@ class Distiller:
                 flat = {f"{section}.{k}": v for section, values in self.settings.items() for k, v in values.items()}
                 self.accelerator.init_trackers(self.run.path.name, config={k: v for k, v in flat.items()
                                                                            if isinstance(v, (int, float, str, bool))})
+        if not resumed and self.config.init == "real":
+            # Every rank draws the same images (same seed, same data), so the memories stay identical.
+            self.memory.init_from_real(self.train_data, torch.Generator().manual_seed(self.config.seed))
         self.accelerator.wait_for_everyone()
 
     def _log(self, metrics: dict[str, Any]) -> None:
@@ -465,6 +494,8 @@ class Distiller:
             "inner_momentum": self.config.inner_momentum,
             "learner_width": self.config.learner_width,
             "optimizer": self.config.optimizer,
+            "init": self.config.init,
+            "compile": self.compile,
             "augment": self.config.augment,
             "lr": self.config.lr,
             "processes": self.accelerator.num_processes,

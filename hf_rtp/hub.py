@@ -242,6 +242,8 @@ def model_card(
         budget_floats=config.budget_floats(),
         ipc=f"{ipc:g}",
         normalisation=normalisation_text(config),
+        output_norm=config.output_norm,
+        output_stats=f"mean {config.output_mean:.3g}, std {config.output_std:.3g}",
         distillation=", ".join(f"{k}={v}" for k, v in (config.distillation or {}).items()) or None,
         evaluation=evaluation,
         pictures=[p for p in pictures if p != "recalled.png"],
@@ -277,7 +279,7 @@ def dataset_card(config: AddressableMemoryConfig, memory_repo_id: str, data: Dat
         num_classes=config.num_classes,
         image_shape=tuple(config.image_shape),
         normalisation=normalisation_text(config),
-        standardize_note=config.zca_regularization is None,
+        standardize_note=config.zca_regularization is None and config.output_norm == "none",
     )
 
 

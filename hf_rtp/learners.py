@@ -88,6 +88,45 @@ class ConvNet(nn.Module):
         return self
 
 
+class MLP(nn.Module):
+    """A fully connected network on flattened images: `layers` hidden layers of `hidden` ReLU units (the La-MAML /
+    GEM continual-learning learner is 2 x 100). It sees absolute pixel values, so it is the student that shows
+    whether recalled images live at the data's scale. `functional` and `init_params` as for the ConvNet."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int | Sequence[int], hidden: int = 100, layers: int = 2):
+        super().__init__()
+        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        sizes = [in_channels * h * w] + [hidden] * layers + [num_classes]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.functional(list(self.parameters()), x)
+
+    def functional(self, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for i in range(len(self.linears)):
+            x = F.linear(x, params[2 * i], params[2 * i + 1])
+            if i < len(self.linears) - 1:
+                x = F.relu(x)
+        return x
+
+    @torch.no_grad()
+    def init_params(self, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """PyTorch's default Linear init (U(+-1/sqrt(fan_in))), from `generator`."""
+        fresh = []
+        for module in self.linears:
+            bound = 1 / math.sqrt(module.in_features)
+            for p in (module.weight, module.bias):
+                fresh.append(torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=generator).to(p.device))
+        return fresh
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> "MLP":
+        for p, value in zip(self.parameters(), self.init_params(generator)):
+            p.copy_(value)
+        return self
+
+
 def create_learner(
     name: str,
     in_channels: int,
@@ -97,13 +136,17 @@ def create_learner(
     depth: int | None = None,
     **timm_kwargs,
 ) -> nn.Module:
-    """`convnet` (the paper's ConvNet; `convnet-64` sets the width) or any timm model name (evaluation only);
+    """`convnet` (the paper's ConvNet; `convnet-64` sets the width), `mlp` (2 x 100 hidden units; `mlp-<hidden>`
+    sets the width, `depth` the number of hidden layers) or any timm model name (evaluation only);
     `depth` is the ConvNet's number of conv blocks or the timm model's own `depth` (a ViT's blocks); `timm_kwargs`
     go to timm.create_model (e.g. patch_size=4 for a ViT on 28x28 images)."""
     if name == "convnet" or name.startswith("convnet-"):
         if "-" in name:
             width = int(name.split("-", 1)[1])
         return ConvNet(in_channels, num_classes, image_size, width=width, depth=depth)
+    if name == "mlp" or name.startswith("mlp-"):
+        hidden = int(name.split("-", 1)[1]) if "-" in name else 100
+        return MLP(in_channels, num_classes, image_size, hidden=hidden, layers=depth if depth is not None else 2)
     import timm
 
     size = image_size if isinstance(image_size, int) else image_size[0]
@@ -132,7 +175,7 @@ class Resized(nn.Module):
 
 def functional_learner(module: nn.Module) -> FunctionalLearner:
     """f(params, x) for the unroll: the ConvNet's own, or torch.func.functional_call for any other module."""
-    if isinstance(module, ConvNet):
+    if isinstance(module, (ConvNet, MLP)):
         return module.functional
     names = [name for name, _ in module.named_parameters()]
 

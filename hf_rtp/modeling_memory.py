@@ -122,9 +122,9 @@ class AddressableMemory(PreTrainedModel):
         return torch.einsum("nd,nmdk->nmk", queries, self.addressing[image_indices])
 
     def synthesize(self, coefficients: torch.Tensor) -> torch.Tensor:
-        """(N, m, K) coefficients -> (N*m, C, H, W) images: combine the bases, then upsample bilinearly."""
+        """(N, m, K) coefficients -> (N*m, C, H, W) images: combine the bases, upsample bilinearly, normalise."""
         small = torch.einsum("nmk,kchw->nmchw", coefficients, self.bases).flatten(0, 1)
-        return self.upsample(small)
+        return self.normalize_output(self.upsample(small))
 
     def upsample(self, small: torch.Tensor) -> torch.Tensor:
         if self.config.downsample == 1:
@@ -132,12 +132,25 @@ class AddressableMemory(PreTrainedModel):
         size = tuple(self.config.image_shape[1:])
         return F.interpolate(small, size=size, mode="bilinear", align_corners=False)
 
+    def normalize_output(self, images: torch.Tensor) -> torch.Tensor:
+        """The last step of recall: with output_norm='standardize', each image shifted and scaled (one scalar each,
+        over all its pixels, so colour balance and spatial contrast are kept) to the data's per-image mean and std.
+        Parameter-free and differentiable, so distillation learns through it. The eps (1e-8 on the raw variance) is
+        negligible next to any image with content (random tables recall about 1e-3) and keeps a constant one finite."""
+        if self.config.output_norm == "none":
+            return images
+        flat = images.flatten(1)
+        mean = flat.mean(1, keepdim=True)
+        var = flat.var(1, unbiased=False, keepdim=True)
+        scaled = (flat - mean) * (self.config.output_std * torch.rsqrt(var + 1e-8))
+        return (scaled + self.config.output_mean).view_as(images)
+
     def images_for_labels(self, labels: torch.Tensor, image_indices: torch.Tensor) -> torch.Tensor:
         """Unchecked eqn 2 for class ids (the hot path of the unroll): (N,), (N, m) -> (N*m, C, H, W)."""
         if self.addressing is None:
             # One-hot addressing just selects a base: skip the matmul.
             rows = labels[:, None] * self.config.images_per_query + image_indices
-            return self.upsample(self.bases[rows.flatten()])
+            return self.normalize_output(self.upsample(self.bases[rows.flatten()]))
         coefficients = self.addressing[image_indices, labels[:, None]]  # (N, m, K)
         return self.synthesize(coefficients)
 
@@ -289,19 +302,62 @@ class AddressableMemory(PreTrainedModel):
     @classmethod
     def for_dataset(
         cls, data: ImageClassificationData, ipc: float = 1, num_bases: int = 16, downsample: int = 2,
-        addressing: str = "learned",
+        addressing: str = "learned", output_norm: str = "standardize",
     ) -> "AddressableMemory":
         """A fresh memory sized for `data` and a budget of `ipc` images per class (eqn 4), carrying its class
-        names and pixel space (normalisation or ZCA)."""
+        names, pixel space (normalisation or ZCA) and, for output_norm='standardize', its per-image statistics."""
+        stats = {}
+        if output_norm == "standardize":
+            flat = data.images.flatten(1).double()
+            stats = dict(output_mean=float(flat.mean(1).mean()), output_std=float(flat.var(1, unbiased=False).mean().sqrt()))
         config = AddressableMemoryConfig.for_budget(
             data.image_shape, data.class_names, ipc=ipc, num_bases=num_bases, downsample=downsample, addressing=addressing,
-            mean=data.mean, std=data.std, dataset_name=data.name or None,
-            zca_regularization=data.zca.regularization if data.zca is not None else None,
+            mean=data.mean, std=data.std, dataset_name=data.name or None, output_norm=output_norm,
+            zca_regularization=data.zca.regularization if data.zca is not None else None, **stats,
         )
         memory = cls(config)
         if data.zca is not None:
             memory.set_zca(data.zca)
         return memory
+
+    @torch.no_grad()
+    def init_from_real(self, data: ImageClassificationData, generator: torch.Generator, basis_per_class: int = 100) -> None:
+        """Start from real images at the data's scale instead of random tables (label-addressed memories).
+
+        one_hot: each base is a real image of its class, downsampled. learned: the K bases are the top right-singular
+        vectors of `basis_per_class` downsampled real images per class (the K-dimensional subspace that holds them
+        best), and A_i[c] holds the coordinates of a real image of class c in it, so recall(c, i) starts as that
+        image seen through the bases (eqn 2). Bases and coordinates are rescaled against each other so both have
+        the same RMS, the balance the random init has."""
+        config = self.config
+        if config.query_dim != config.num_classes:
+            raise ValueError("init_from_real needs a memory addressed by class labels (query_dim == classes)")
+        self.check_data(data)
+        n, r, k, ds = config.num_classes, config.images_per_query, config.num_bases, config.downsample
+
+        def small(images: torch.Tensor) -> torch.Tensor:
+            images = images.to(self.bases.device, torch.float64)
+            return F.avg_pool2d(images, ds) if ds > 1 else images
+
+        def per_class(count: int) -> torch.Tensor:  # (n, count, C, h, w), repeating a class's images if it has fewer
+            chosen = []
+            for c in range(n):
+                x, _ = data.sample([c], count, generator)
+                chosen.append(x[torch.arange(count) % len(x)])
+            return small(torch.cat(chosen)).view(n, count, *config.base_shape)
+
+        if self.addressing is None:
+            self.bases.copy_(per_class(r).flatten(0, 1))
+            return
+        pool = per_class(max(basis_per_class, r)).flatten(0, 1).flatten(1)  # (n * count, d')
+        _, _, vh = torch.linalg.svd(pool, full_matrices=False)
+        bases = torch.zeros(k, pool.shape[1], dtype=pool.dtype, device=pool.device)
+        bases[: min(k, len(vh))] = vh[:k]
+        targets = per_class(r).flatten(2)  # (n, r, d'): the images A_i[c] starts from
+        coordinates = targets @ bases.T  # (n, r, K)
+        scale = (coordinates.pow(2).mean().sqrt() / bases.pow(2).mean().sqrt().clamp_min(1e-12)).sqrt()
+        self.bases.copy_((bases * scale).view_as(self.bases))
+        self.addressing.copy_((coordinates / scale).transpose(0, 1))
 
     # ---- saving, loading and the Hub ---------------------------------------------------------------------
 

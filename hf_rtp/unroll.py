@@ -13,6 +13,9 @@ per-step functions built once, and `unroll_memory`, the one set-up of an unroll 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
+import shutil
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -27,6 +30,40 @@ from .modeling_memory import AddressableMemory
 StepData = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 # w_T -> scalar outer loss (cross-entropy on a real batch).
 OuterLoss = Callable[[Sequence[torch.Tensor]], torch.Tensor]
+
+
+def keep_host_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the system (Linux only).
+
+    An eager unroll on a CPU allocates and frees the same activation tensors (tens of MB) every inner step; with
+    glibc's defaults each of them is a fresh mmap or a heap trim, i.e. millions of page faults and seconds of system
+    time per outer step. This keeps that memory mapped: the process's peak RSS is unchanged, it just stays resident.
+    Process-wide and idempotent; returns False where glibc is not there."""
+    global _HOST_MEMORY_KEPT
+    if _HOST_MEMORY_KEPT:
+        return True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    # Largest values glibc takes: no trimming of the heap top; blocks up to 32 MB come from the heap, not mmap.
+    _HOST_MEMORY_KEPT = bool(mallopt(m_trim_threshold, 2**31 - 1)) and bool(mallopt(m_mmap_threshold, 32 * 2**20))
+    return _HOST_MEMORY_KEPT
+
+
+_HOST_MEMORY_KEPT = False
+
+
+def compiler_available(device: str | torch.device) -> bool:
+    """Whether torch.compile can build code for `device` here: Triton for a GPU, a C++ compiler for the CPU."""
+    if torch.device(device).type == "cuda":
+        return importlib.util.find_spec("triton") is not None
+    return any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++"))
 
 
 @dataclass
@@ -110,6 +147,36 @@ def _snapshot_store(rows: int, size: int, like: torch.Tensor, device: str | torc
     return store.pin_memory() if store.device.type == "cpu" and like.device.type == "cuda" else store
 
 
+class UnrollBuffers:
+    """The engine's per-unroll state (weights, velocity, its adjoint, the T weight snapshots), allocated once and
+    reused by every unroll of the same shape: on a CPU, freeing and re-allocating the snapshot store (about T x the
+    learner's size) each outer step costs millions of page faults."""
+
+    def __init__(self, snapshot_device: str | torch.device | None = None):
+        self.snapshot_device = snapshot_device
+        self._store: torch.Tensor | None = None
+        self._state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def get(self, rows: int, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(w = start, v = 0, a store for `rows` snapshots), reusing earlier allocations when they fit."""
+        if self._state is None or self._state[0].shape != start.shape or self._state[0].dtype != start.dtype \
+                or self._state[0].device != start.device:
+            self._state = (torch.empty_like(start), torch.empty_like(start), torch.empty_like(start))
+            self._store = None
+        w, v, _ = self._state
+        w.copy_(start)
+        v.zero_()
+        if self._store is None or self._store.shape[0] < rows:
+            self._store = None  # free the old store before allocating the larger one
+            self._store = _snapshot_store(rows, start.numel(), start, self.snapshot_device)
+        return w, v, self._store[:rows]
+
+    def dv(self, like: torch.Tensor) -> torch.Tensor:
+        assert self._state is not None
+        dv = self._state[2]
+        return dv.zero_() if dv.shape == like.shape else torch.zeros_like(like)
+
+
 class InnerStep:
     """The two per-step computations of the engine.
 
@@ -120,7 +187,7 @@ class InnerStep:
     torch.compile (fused elementwise work; about 1.5x faster on CPU for the ConvNet, a one-off compile per shape).
     """
 
-    def __init__(self, learner: FunctionalLearner, flat: FlatParams, compile: bool = False):
+    def __init__(self, learner: FunctionalLearner, flat: FlatParams, compile: bool = False, compile_mode: str | None = None):
         def loss(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             return inner_loss(learner, flat.unflatten(w), x, y)
 
@@ -133,14 +200,16 @@ class InnerStep:
         def directional(w, x, y, dv):
             return (gradient(w, x, y) * dv).sum()
 
-        grad_and_value = torch.compile(torch.func.grad_and_value(loss), dynamic=False)
+        # compile_mode: torch.compile's mode, e.g. "reduce-overhead" (CUDA graphs on a GPU, where the unroll is bound
+        # by kernel launches). Outputs are used before the next call, as CUDA graphs' reused output buffers require.
+        grad_and_value = torch.compile(torch.func.grad_and_value(loss), dynamic=False, mode=compile_mode)
 
         def value_and_grad(w, x, y):
             grad, value = grad_and_value(w, x, y)
             return value, grad
 
         self.value_and_grad = value_and_grad
-        self.reverse = torch.compile(torch.func.grad(directional, argnums=(0, 1)), dynamic=False)
+        self.reverse = torch.compile(torch.func.grad(directional, argnums=(0, 1)), dynamic=False, mode=compile_mode)
 
     @staticmethod
     def _eager_value_and_grad(loss, w, x, y):
@@ -172,22 +241,24 @@ def unroll(
     snapshot_device: str | torch.device | None = None,
     compile: bool = False,
     inner_step: InnerStep | None = None,
+    buffers: "UnrollBuffers | None" = None,
 ) -> UnrollResult:
     """Run `steps` inner steps and return L(w_T) and its exact gradient w.r.t. `memory_params`.
 
     With `window` W < steps, only the last W steps are differentiated (truncated BPTT): earlier steps shape w and v
     but pass no gradient to the memory. Snapshots go to `snapshot_device` (default: the learner's device if they
     take under half its free memory, else host memory). Pass an `inner_step` to reuse compiled functions across
-    unrolls; otherwise one is built (compiled when `compile`).
+    unrolls; otherwise one is built (compiled when `compile`). Pass `buffers` to keep the snapshot store and the
+    per-step state allocated across unrolls (a fresh allocation of the store each outer step costs page faults).
     """
     first = _window(steps, window)
     if not memory_params or not all(p.requires_grad for p in memory_params):
         raise ValueError("memory_params must be a non-empty list of tensors that require grad (the memory's parameters)")
     flat = FlatParams(init_params)
     step = inner_step or InnerStep(learner, flat, compile=compile)
-    w = flat.flatten([p.detach() for p in init_params]).clone()
-    v = torch.zeros_like(w)
-    snapshots = _snapshot_store(steps - first, w.numel(), w, snapshot_device)
+    buffers = buffers or UnrollBuffers(snapshot_device)
+    start = flat.flatten([p.detach() for p in init_params])
+    w, v, snapshots = buffers.get(steps - first, start)
 
     # Forward: ordinary training, no graph kept beyond one step.
     with torch.no_grad():
@@ -205,7 +276,7 @@ def unroll(
         with torch.enable_grad():
             loss = outer_loss(flat.unflatten(final))
             (dw,) = torch.autograd.grad(loss, final)
-    dv = torch.zeros_like(dw)
+    dv = buffers.dv(dw)
     dphi = [torch.zeros_like(p) for p in memory_params]
 
     # Reverse: carry dL/dw and dL/dv back one step at a time, recomputing each step's gradient g_t.
@@ -222,7 +293,7 @@ def unroll(
             if grad is not None:
                 acc.add_(grad)
         dv.mul_(momentum)  # v_{t+1} = m v_t + g_t
-    return UnrollResult(loss=float(loss.detach()), grads=dphi, params=flat.unflatten(w.detach()))
+    return UnrollResult(loss=float(loss.detach()), grads=dphi, params=flat.unflatten(w.detach().clone()))
 
 
 def unroll_reference(
@@ -262,13 +333,17 @@ def unroll_reference(
 
 class InnerLoop:
     """The inner learner (a module with `init_params(generator)`, e.g. the ConvNet) trained by T steps of SGD with
-    momentum, with its per-step functions built once so compiled code is reused by every unroll."""
+    momentum, with its per-step functions and buffers built once, so compiled code and memory are reused by every
+    unroll. On a CPU (`keep_memory`) it also asks malloc to keep freed memory (see `keep_host_memory`)."""
 
     def __init__(self, learner: nn.Module, lr: float = 0.01, momentum: float = 0.9, window: int | None = None,
-                 compile: bool = False):
+                 compile: bool = False, compile_mode: str | None = None, keep_memory: bool = True):
         self.learner, self.lr, self.momentum, self.window = learner, lr, momentum, window
+        if keep_memory and next(learner.parameters()).device.type == "cpu":
+            keep_host_memory()
         self.functional = functional_learner(learner)
-        self.step = InnerStep(self.functional, FlatParams(list(learner.parameters())), compile=compile)
+        self.step = InnerStep(self.functional, FlatParams(list(learner.parameters())), compile=compile, compile_mode=compile_mode)
+        self.buffers = UnrollBuffers()
 
     def init_params(self, generator: torch.Generator) -> list[torch.Tensor]:
         """A fresh initialisation of the learner, drawn from `generator`, on the learner's device."""
@@ -299,6 +374,6 @@ class InnerLoop:
         # image (cache), on a GPU one big batch is.
         chunk = len(labels) if real_images.device.type == "cpu" else len(real_labels)
         outer = real_batch_loss(self.functional, real_images, real_labels, chunk=chunk)
-        run = unroll_reference if reference else functools.partial(unroll, inner_step=self.step)
+        run = unroll_reference if reference else functools.partial(unroll, inner_step=self.step, buffers=self.buffers)
         return run(self.functional, init, step_data, list(memory.parameters()), outer, len(picks),
                    lr=self.lr, momentum=self.momentum, window=self.window)

@@ -9,7 +9,7 @@ from hf_rtp.distill import DistillConfig
 
 # hf-rtp distill options for a run of a few seconds on digits.
 TINY_CLI = ["--steps", "4", "--unroll-steps", "3", "--eval-every", "2", "--eval-epochs", "3", "--learner-width", "8",
-            "--eval-width", "8", "--final-models", "2", "--final-epochs", "5", "--no-progress"]
+            "--eval-width", "8", "--final-models", "2", "--final-epochs", "5", "--no-compile", "--no-progress"]
 
 
 def fresh_memory(data, seed: int = 0, **kwargs) -> AddressableMemory:
@@ -25,7 +25,7 @@ def tiny(output_dir, **overrides) -> DistillConfig:
     """A DistillConfig of a few seconds: 6 outer steps of T=4 with a width-8 learner."""
     settings = dict(steps=6, unroll_steps=4, learner_width=8, real_per_class=8, synthetic_per_class=3, eval_every=2,
                     eval_epochs=3, eval_width=8, checkpoint_every=2, output_dir=str(output_dir), optimizer="adam", lr=0.05,
-                    progress=False)
+                    compile=False, progress=False)
     settings.update(overrides)
     return DistillConfig(**settings)
 

@@ -54,7 +54,7 @@ def test_cifar10_script_end_to_end_on_a_tiny_cifar_layout(tmp_path):
     assert (tmp_path / "out" / "memories" / "cifar10-ipc1-cpu" / "README.md").exists()
 
 
-def test_cross_arch_picks_recipes_on_validation_and_records_them(tmp_path):
+def test_cross_arch_trains_each_student_with_one_recipe_on_both_sets(tmp_path):
     import torch
 
     from hf_rtp import AddressableMemory
@@ -65,19 +65,18 @@ def test_cross_arch_picks_recipes_on_validation_and_records_them(tmp_path):
     AddressableMemory.for_dataset(train, ipc=1, num_bases=4, downsample=2).save_pretrained(tmp_path / "memory")
     output = tmp_path / "cross_arch.json"
     command = [sys.executable, str(ROOT / "bench" / "cross_arch.py"), str(tmp_path / "memory"), "--models", "1", "--epochs", "2",
-               "--students", "ConvNet-128", "resnet10t", "--recipes", "protocol", "adamw, 112 px", "--device", "cpu",
-               "--output", str(output)]
+               "--students", "MLP", "resnet10t", "--split", "validation", "--device", "cpu", "--output", str(output)]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(output.read_text())
-    convnet, resnet = record["rows"]
-    assert convnet["distilled"]["recipe"] == "protocol" and convnet["distilled"]["validation"] == {}  # one recipe: nothing to pick
-    assert set(resnet["distilled"]["validation"]) == {"protocol", "adamw, 112 px"}
-    for name in ("distilled", "random_real"):
-        chosen = resnet[name]
-        assert chosen["validation"][chosen["recipe"]] == max(chosen["validation"].values())
-        assert len(chosen["runs"]) == 1 and chosen["mean"] == chosen["runs"][0]
-    assert convnet["models"] == resnet["models"] == 1 and convnet["command"] == record["command"]
+    assert record["split"] == "validation" and record["output_norm"] == "standardize"
+    resnet, mlp = record["rows"]  # in the script's student order
+    assert (mlp["student"], mlp["learner"], mlp["recipe"]) == ("MLP", "mlp", "protocol")
+    for row in (mlp, resnet):  # one recipe per row, for both training sets; the protocol: no rescaling of either
+        assert row["recipe_settings"] == {}
+        for name in ("distilled", "random_real"):
+            assert len(row[name]["runs"]) == 1 and row[name]["mean"] == row[name]["runs"][0]
+    assert mlp["models"] == resnet["models"] == 1 and mlp["command"] == record["command"]
     assert "commands" not in record and "note" not in record
 
     # --merge: a second run replaces the ConvNet's row and keeps the resnet's; the file lists both commands
@@ -86,8 +85,8 @@ def test_cross_arch_picks_recipes_on_validation_and_records_them(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     merged = json.loads(output.read_text())
-    assert [r["student"] for r in merged["rows"]] == ["ConvNet-128", "resnet10t"]
-    assert merged["rows"][0]["models"] == 2 and merged["rows"][1] == resnet
+    assert [r["student"] for r in merged["rows"]] == ["resnet10t", "MLP", "ConvNet-128"]
+    assert merged["rows"][2]["models"] == 2 and merged["rows"][0] == resnet and merged["rows"][1] == mlp
     assert merged["commands"] == [record["command"], merged["command"]] and merged["command"].endswith("--merge --output " + str(output))
     assert merged["note"] == "the ConvNet again"
 
@@ -121,8 +120,8 @@ def test_ablations_in_parallel_processes(tmp_path):
 
 
 def test_command_line_names_the_script_from_the_repo_root_and_quotes_arguments():
-    assert common.command_line([str(ROOT / "bench" / "cross_arch.py"), "memory", "--recipes", "protocol, standardized"]) == \
-        "python bench/cross_arch.py memory --recipes 'protocol, standardized'"
+    assert common.command_line([str(ROOT / "bench" / "cross_arch.py"), "memory", "--title", "one recipe, test split"]) == \
+        "python bench/cross_arch.py memory --title 'one recipe, test split'"
     assert common.command_line(["/elsewhere/x.py", "--a"]) == "python /elsewhere/x.py --a"  # outside the repo: as given
     args = ["--note", "it's a note", "--settings", '{"lr": 0.1}']
     assert shlex.split(common.command_line([str(ROOT / "bench" / "mnist.py"), *args]))[2:] == args  # round trip
@@ -199,15 +198,16 @@ WRITTEN = {
                   "distillation"}, None),
     "unroll": ({"device", "rows", "ratios"},
                {"impl", "T", "device", "skipped", "seconds_per_outer_step", "all_seconds", "plain_steps_seconds", "ratio_to_plain_steps",
-                "peak_rss_mb", "peak_above_setup_mb", "compile_seconds", "synthetic_per_step", "real_batch", "threads", "peak_cuda_mb",
+                "peak_rss_mb", "peak_above_setup_mb", "minor_faults_per_step", "system_seconds_per_step", "compile_seconds", "synthetic_per_step", "real_batch", "threads", "peak_cuda_mb",
                 "peak_cuda_above_setup_mb", "peak_mb"}),
     "mnist": ({"rows"},
               {"ipc", "method", "command", "machine", "dataset", "tag", "accuracy", "images", "storage_floats", "num_bases",
                "images_per_query", "downsample", "settings", "distillation", "distill_minutes", "resumed_minutes", "curve",
                "memory_folder", "best_val_accuracy"}),
     "ablations": ({"dataset", "ipc", "minutes_per_run", "seeds", "parallel", "evaluation", "rows"}, {"finding", "A", "B", "holds", "gap"}),
-    "cross_arch": ({"title", "memory", "dataset", "ipc", "epochs", "selection", "rows"},
-                   {"student", "learner", "learner_kwargs", "distilled", "random_real", "models", "command"}),
+    "cross_arch": ({"title", "memory", "dataset", "ipc", "epochs", "split", "output_norm", "rows"},
+                   {"student", "learner", "learner_kwargs", "recipe", "recipe_settings", "distilled", "random_real", "models",
+                    "command"}),
     "faults": ({"run", "checkpoint_every", "seed", "reference_seconds", "hook_calls", "kills", "killed", "bit_identical",
                 "max_steps_lost", "by_kind", "rows"},
                {"kill", "how", "at", "status", "last_logged_step", "resumed_from_step", "steps_lost", "resumes", "bit_identical"}),

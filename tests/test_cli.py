@@ -92,8 +92,10 @@ def test_help_shows_the_defaults_that_apply_and_choices():
     assert done.returncode == 0
     help_text = " ".join(done.stdout.split())
     # the digits preset (the default dataset) is what runs: --help must say so next to the dataclass default
-    assert "(default: 2000; 200 for digits (the default dataset))" in help_text
-    assert "(default: 150; 50 for digits (the default dataset))" in help_text
+    assert "(default: 2000; 200 for digits (the default dataset); 100000 for ylecun/mnist)" in help_text
+    assert "(default: 150; 50 for digits (the default dataset); 50 for ylecun/mnist)" in help_text
+    assert "(default: random; real for ylecun/mnist)" in help_text and "--init {random,real}" in help_text
+    assert "--output-norm {none,standardize}" in help_text
     assert "--optimizer {sgd,adam}" in help_text and "--report-to {none,tensorboard,wandb,trackio}" in help_text
     evaluate = subprocess.run([sys.executable, "-m", "hf_rtp.cli", "evaluate", "--help"], capture_output=True, text=True,
                               env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}).stdout
@@ -144,3 +146,15 @@ def test_explicit_none_is_not_ignored_and_resume_needs_only_the_output_dir(tmp_p
     main(["distill", "--resume", "--output-dir", str(tmp_path), "--steps", "4"])  # dataset and layout come from the run
     assert AddressableMemory.from_pretrained(tmp_path / "memory").config.distillation["outer_steps"] == 4
     assert "random real images" in capsys.readouterr().out
+
+
+def test_mnist_preset_applies_by_hub_id_and_alias():
+    from hf_rtp.cli import build_parser
+    from hf_rtp.run_options import resolve_run_options
+
+    for name in ("ylecun/mnist", "mnist"):
+        data, memory, config = resolve_run_options(build_parser().parse_args(["distill", "--dataset", name]))
+        assert (config.init, config.learner_width, config.unroll_steps, config.max_minutes) == ("real", 32, 50, 30)
+        assert memory.output_norm == "standardize" and config.compile is None
+    _, _, given = resolve_run_options(build_parser().parse_args(["distill", "--dataset", "mnist", "--init", "random", "--no-compile"]))
+    assert given.init == "random" and given.compile is False

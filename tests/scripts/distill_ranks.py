@@ -23,7 +23,7 @@ memory = AddressableMemory(AddressableMemoryConfig.for_budget(train.image_shape,
                                                               mean=train.mean, std=train.std, dataset_name="digits"))
 config = DistillConfig(steps=3, unroll_steps=4, inner_loops=inner_loops, learner_width=8, real_per_class=8,
                        eval_every=0, eval_epochs=2, eval_width=8, checkpoint_every=0, output_dir=str(out / "run"),
-                       optimizer="adam", lr=0.01, progress=False)
+                       optimizer="adam", lr=0.01, compile=False, progress=False)
 memory = Distiller(config, memory, train, accelerator=accelerator).train()
 out.mkdir(parents=True, exist_ok=True)
 save_file({k: v.contiguous() for k, v in memory.state_dict().items()}, out / f"rank{accelerator.process_index}.safetensors")
