@@ -142,7 +142,8 @@ CUDA_VISIBLE_DEVICES= check 420 speed_T_schedule python bench/mnist.py --ipc 1 -
 # machine by the same lines without --evaluate-run (bench/run_all.sh) and carried here: one after the other (one file)
 (check 300 eval_ipc1 python bench/mnist.py --ipc 1 --method memory --minutes 30 --tag preset --no-progress --evaluate-run
  check 300 eval_ipc10 python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 60 --tag preset --no-progress \
-    --evaluate-run) &
+    --evaluate-run
+) &
 # The cross-architecture tables of the MNIST preset's memories (distilled on this project's CPU), test split
 check 330 cross_ipc1 python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-preset/memory --models 5 --device cuda \
     --title "the MNIST preset's memory" --output bench/results/cross_arch_ipc1.json &

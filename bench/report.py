@@ -91,7 +91,8 @@ def unroll(lines):
                 if T in eager:
                     parts.append(f"eager {eager[T]['seconds_per_outer_step']:.1f} s ({authors / eager[T]['seconds_per_outer_step']:.2f}x)")
                 lines.append(f"- T={T}: " + "; ".join(parts) + " (the authors' time measured on this machine for issue 11)")
-        lines += ["", f"Machine: {r['machine']}. Command: `{shown(r['command'])}`.{note(r)}", ""]
+        commands = ", then ".join(f"`{shown(c)}`" for c in r.get("commands", [r["command"]]))
+        lines += ["", f"Machine: {r['machine']}. Command: {commands}.{note(r)}", ""]
         if picture and (RESULTS / picture).exists():
             lines += [f"![peak memory vs T](bench/results/{picture})", ""]
 
@@ -159,10 +160,12 @@ def mnist(lines):
     if (RESULTS / "mnist_accuracy_vs_time.png").exists():
         lines += ["![MNIST accuracy vs CPU time](bench/results/mnist_accuracy_vs_time.png)", ""]
     speedups(lines)
-    folder = RESULTS / "memories" / "mnist-ipc1-memory"
+    name = next(n for n in ("mnist-ipc1-memory-preset", "mnist-ipc1-memory") if (RESULTS / "memories" / n).exists() or n == "mnist-ipc1-memory")
+    folder = RESULTS / "memories" / name
     pictures = [p for p in ("recalled.png", "bases.png", "class_similarity.png") if (folder / p).exists()]
     if pictures:
-        lines += [" ".join(f"![{p}](bench/results/memories/mnist-ipc1-memory/{p})" for p in pictures), ""]
+        lines += [f"The IPC 1 memory (`bench/results/memories/{name}`):", "",
+                  " ".join(f"![{p}](bench/results/memories/{name}/{p})" for p in pictures), ""]
 
 
 def mnist_gpu(lines):
@@ -223,6 +226,15 @@ def cross_arch(lines):
                          f"{pct(row['random_real'])} | {gap:+.1f} |")
         commands = ", then ".join(f"`{shown(c)}`" for c in r.get("commands", [r["command"]]))
         lines += ["", f"Machine: {r['machine']}. Command: {commands}.{note(r)}", ""]
+        behind = [row for row in r["rows"] if row["distilled"]["mean"] < row["random_real"]["mean"]]
+        if behind:
+            gaps = "; ".join(f"{row['student']} by {100 * (row['random_real']['mean'] - row['distilled']['mean']):.1f} points "
+                             f"(std {100 * row['distilled']['std']:.1f} over {row['models']} models)" for row in behind)
+            lines += [f"Where the memory does not beat random real images: {gaps}. Why: the memory is distilled through "
+                      "the ConvNet alone, so its images carry what a ConvNet learns from (and the inner learner never sees "
+                      "the student's inductive bias); a ViT trained from scratch on a few hundred images learns little "
+                      "from any of them, and less from images tuned to another architecture. Unrolls with other "
+                      "learners (the unroll takes any functional learner; the MLP is one) are the next step.", ""]
 
 
 def approaches(lines):

@@ -39,6 +39,8 @@ python bench/mnist.py --ipc 1 --method per_class --minutes 30 --no-progress
 python bench/report.py
 # Unroll engine on the CPU; the paper's findings on digits
 python bench/unroll.py
+python bench/unroll.py --steps 10 150 --impl engine engine-compiled engine-default-malloc --merge \
+    --note 'the T=10 and T=150 rows of engine, engine-compiled and engine-default-malloc were rerun alone (--merge): the first run shared the machine with file transfers to a GPU machine'
 python bench/ablations.py
 python bench/report.py
 # MNIST at CPU scale, IPC 10, then the IPC 10 memory resumed to a 70-minute budget as its own row

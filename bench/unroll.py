@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--reference-max-gb", type=float, default=None,
                         help="skip a reference run whose peak, extrapolated from shorter runs, would exceed this (GB); "
                              "default: 80%% of RAM (of the GPU's memory on cuda)")
-    add_result_options(parser, RESULTS / "unroll.json")
+    add_result_options(parser, RESULTS / "unroll.json", mergeable=True)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--T", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -195,6 +195,11 @@ def main() -> None:
             print(f"T={T:4d} {impl:9s} {r['seconds_per_outer_step']:8.3f} s/outer step  {r['ratio_to_plain_steps']:5.2f}x plain  "
                   f"peak {r['peak_mb']:7.0f} MB", flush=True)
 
+    if args.merge and Path(args.output).exists():  # a rerun of some settings replaces their rows; ratios from all rows
+        new = {(r["impl"], r["T"]): r for r in rows}
+        old = json.loads(Path(args.output).read_text())["rows"]
+        rows = [new.pop((r["impl"], r["T"]), r) for r in old] + list(new.values())
+        args.steps = sorted({r["T"] for r in rows})
     by = {(r["impl"], r["T"]): r for r in rows if "peak_mb" in r}  # measured, or extrapolated (not failed)
     print(f"\n{'T':>4} {'impl':>10} {'s/step':>8} {'x plain':>8} {'peak MB':>8}")
     for r in rows:
@@ -222,7 +227,8 @@ def main() -> None:
     for name, value in checks.items():
         print(f"{name}: {value:.2f}")
     output = Path(args.output)
-    write_result(output, {"device": args.device, "rows": rows, "ratios": checks}, args, device=args.device)
+    write_result(output, {"device": args.device, "rows": rows, "ratios": checks}, args, device=args.device,
+                 row_key=lambda r: (r["impl"], r["T"]))
     print(f"wrote {output} and {plot(rows, output.with_name(output.stem + '_memory.png'), args.device)}")
 
 
