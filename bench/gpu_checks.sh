@@ -79,10 +79,18 @@ if [ -n "${SMOKE:-}" ]; then
     say "smoke run on the CPU with $(command -v python)"
 elif [ "${PROVISION:-1}" != 0 ]; then
     say "provision"
-    VENV=${VENV:-/tmp/hf_rtp-venv}
-    VENV=$VENV bash bench/provision_device.sh >>"$LOG" 2>&1 || { say "provisioning failed"; tail -40 "$LOG"; exit 3; }
-    # shellcheck disable=SC1091
-    source "$VENV/bin/activate"
+    # The 2026-11 image's python (/opt/torch/.venv) has torch but not accelerate: the carried wheels go to a
+    # --target folder on PYTHONPATH (what worked there); the venv route of bench/provision_device.sh is the fallback.
+    export PATH=/opt/torch/.venv/bin:$PATH
+    if python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >>"$LOG" 2>&1 \
+        && PYTHONPATH=/tmp/site:$PWD python3 -c "import accelerate, datasets, timm, transformers" >>"$LOG" 2>&1; then
+        export PYTHONPATH=/tmp/site:$PWD
+    else
+        VENV=${VENV:-/tmp/hf_rtp-venv}
+        VENV=$VENV bash bench/provision_device.sh >>"$LOG" 2>&1 || { say "provisioning failed"; tail -40 "$LOG"; exit 3; }
+        # shellcheck disable=SC1091
+        source "$VENV/bin/activate"
+    fi
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$LOG" 2>&1
 fi
 
