@@ -22,7 +22,27 @@ def default_depth(height: int) -> int:
     return max(1, round(math.log2(max(height, 4) / 4)))
 
 
-class ConvNet(nn.Module):
+class FunctionalNet(nn.Module):
+    """A network the unroll can run as a pure function: `functional(params, x)` with `params` in `parameters()`
+    order, and `init_params(generator)` for fresh ones (subclasses define both)."""
+
+    def functional(self, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def init_params(self, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.functional(list(self.parameters()), x)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> "FunctionalNet":
+        for p, value in zip(self.parameters(), self.init_params(generator)):
+            p.copy_(value)
+        return self
+
+
+class ConvNet(FunctionalNet):
     """The DC/RTP ConvNet. `functional(params, x)` runs it on any list of tensors shaped like `parameters()`."""
 
     def __init__(
@@ -54,9 +74,6 @@ class ConvNet(nn.Module):
         self.blocks = nn.ModuleList(layers)
         self.classifier = nn.Linear(width * h * w, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.functional(list(self.parameters()), x)
-
     def functional(self, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """The forward pass with `params` (in `parameters()` order) in place of the module's own tensors."""
         for i in range(self.depth):
@@ -81,14 +98,8 @@ class ConvNet(nn.Module):
                 fresh += [torch.ones_like(module.weight), torch.zeros_like(module.bias)]
         return fresh
 
-    @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator | None = None) -> "ConvNet":
-        for p, value in zip(self.parameters(), self.init_params(generator)):
-            p.copy_(value)
-        return self
 
-
-class MLP(nn.Module):
+class MLP(FunctionalNet):
     """A fully connected network on flattened images: `layers` hidden layers of `hidden` ReLU units (the La-MAML /
     GEM continual-learning learner is 2 x 100). It sees absolute pixel values, so it is the student that shows
     whether recalled images live at the data's scale. `functional` and `init_params` as for the ConvNet."""
@@ -98,9 +109,6 @@ class MLP(nn.Module):
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         sizes = [in_channels * h * w] + [hidden] * layers + [num_classes]
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.functional(list(self.parameters()), x)
 
     def functional(self, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
@@ -119,12 +127,6 @@ class MLP(nn.Module):
             for p in (module.weight, module.bias):
                 fresh.append(torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=generator).to(p.device))
         return fresh
-
-    @torch.no_grad()
-    def reset_parameters(self, generator: torch.Generator | None = None) -> "MLP":
-        for p, value in zip(self.parameters(), self.init_params(generator)):
-            p.copy_(value)
-        return self
 
 
 def create_learner(
@@ -175,7 +177,7 @@ class Resized(nn.Module):
 
 def functional_learner(module: nn.Module) -> FunctionalLearner:
     """f(params, x) for the unroll: the ConvNet's own, or torch.func.functional_call for any other module."""
-    if isinstance(module, (ConvNet, MLP)):
+    if isinstance(module, FunctionalNet):
         return module.functional
     names = [name for name, _ in module.named_parameters()]
 
