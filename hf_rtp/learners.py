@@ -23,14 +23,8 @@ def default_depth(height: int) -> int:
 
 
 class FunctionalNet(nn.Module):
-    """A network the unroll can run as a pure function: `functional(params, x)` with `params` in `parameters()`
-    order, and `init_params(generator)` for fresh ones (subclasses define both)."""
-
-    def functional(self, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def init_params(self, generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        raise NotImplementedError
+    """A network the unroll can run as a pure function. Subclasses define `functional(params, x)` (params in
+    `parameters()` order) and `init_params(generator)` (fresh parameters); forward and reset follow from them."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.functional(list(self.parameters()), x)

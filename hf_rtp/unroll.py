@@ -171,10 +171,10 @@ class UnrollBuffers:
             self._store = _snapshot_store(rows, start.numel(), start, self.snapshot_device)
         return w, v, self._store[:rows]
 
-    def dv(self, like: torch.Tensor) -> torch.Tensor:
+    def dv(self) -> torch.Tensor:
+        """The adjoint of the velocity, zeroed (the shape of the weights `get` was last called with)."""
         assert self._state is not None
-        dv = self._state[2]
-        return dv.zero_() if dv.shape == like.shape else torch.zeros_like(like)
+        return self._state[2].zero_()
 
 
 class InnerStep:
@@ -276,7 +276,7 @@ def unroll(
         with torch.enable_grad():
             loss = outer_loss(flat.unflatten(final))
             (dw,) = torch.autograd.grad(loss, final)
-    dv = buffers.dv(dw)
+    dv = buffers.dv()
     dphi = [torch.zeros_like(p) for p in memory_params]
 
     # Reverse: carry dL/dw and dL/dv back one step at a time, recomputing each step's gradient g_t.
