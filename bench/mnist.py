@@ -138,12 +138,27 @@ def plot(path: Path) -> Path:
     return out
 
 
-SPEEDUPS = {  # tag -> label: the accuracy-per-CPU-minute comparison (bench/gpu_checks.sh, on the device's CPU)
+SPEEDUPS = {  # tag -> label: the accuracy-per-CPU-minute comparisons, grouped by the machine each file records
+    # side by side on the device's CPU (bench/gpu_checks.sh)
     "old-defaults": "old defaults (random tables, paper recall)",
     "preset": "MNIST preset (real-data start, standardized recall)",
     "preset-no-compile": "MNIST preset, not compiled",
     "preset-T-schedule": "MNIST preset, T from 10 to 50 over 100 steps",
+    # one after another, each alone, on the 2-core machine (bench/run_all.sh)
+    "preset-2core": "MNIST preset",
+    "soft-labels": "MNIST preset + learned soft labels (label lr 0.1)",
+    "soft-labels-lr0.01": "MNIST preset + learned soft labels (label lr 0.01)",
+    "width64": "MNIST preset, inner ConvNet-64 (validated every 10 steps)",
+    "width128": "MNIST preset, inner ConvNet-128 (validated every 5 steps)",
 }
+
+
+def by_machine(runs: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """machine -> {label: record}: only runs on the same machine are compared."""
+    groups: dict[str, dict[str, dict]] = {}
+    for label, record in runs.items():
+        groups.setdefault(record["machine"], {})[label] = record
+    return groups
 
 
 def speedup_runs(results: Path) -> dict[str, dict]:
@@ -162,18 +177,19 @@ def plot_speedups(results: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = speedup_runs(results)
-    curves = {label: r["rows"][0]["curve"] for label, r in runs.items()}
-    if not curves:
+    groups = by_machine(speedup_runs(results))
+    if not groups:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, curve in curves.items():
-        ax.plot([c["minutes"] for c in curve], [100 * c["val_accuracy"] for c in curve], marker="o", ms=3, label=label)
-    ax.set_title("MNIST IPC 1: validation accuracy per CPU-minute of distillation (2 threads each, side by side)", fontsize=9)
-    ax.set_xlabel("distillation wall-clock minutes (compile included)")
-    ax.set_ylabel("validation accuracy, ConvNet-32 (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.5), squeeze=False)
+    for ax, (machine, runs) in zip(axes[0], groups.items()):
+        for label, r in runs.items():
+            curve = r["rows"][0]["curve"]
+            ax.plot([c["minutes"] for c in curve], [100 * c["val_accuracy"] for c in curve], marker="o", ms=3, label=label)
+        ax.set_title(f"MNIST IPC 1, validation accuracy per CPU-minute (2 threads each)\n{machine}", fontsize=8)
+        ax.set_xlabel("distillation wall-clock minutes (compile included)")
+        ax.set_ylabel("validation accuracy, ConvNet-32 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     out = results / "mnist_speedups.png"
     fig.savefig(out, dpi=100)

@@ -23,20 +23,29 @@ def budget_floats(image_shape: Sequence[int], num_classes: int, ipc: float) -> f
     return ipc * c * h * w * num_classes
 
 
+def soft_label_floats(num_bases: int, num_classes: int) -> int:
+    """Floats of learned soft labels: a label vector per base (K x n) plus one scale (see `soft_labels`)."""
+    return num_bases * num_classes + 1
+
+
 def images_per_query_for_budget(
-    image_shape: Sequence[int], num_classes: int, ipc: float, num_bases: int, downsample: int, query_dim: int | None = None
+    image_shape: Sequence[int], num_classes: int, ipc: float, num_bases: int, downsample: int, query_dim: int | None = None,
+    soft_labels: bool = False,
 ) -> int:
-    """r = floor((IPC*C*H*W*n - K*C*H*W/ds^2) / (d_y*K)): the most addressing matrices eqn 4 allows (d_y = n for
-    one-hot labels)."""
+    """r = floor((IPC*C*H*W*n - K*C*H*W/ds^2 [- (K*n + 1)]) / (d_y*K)): the most addressing matrices eqn 4 allows
+    (d_y = n for one-hot labels; the bracket when the memory stores learned soft labels)."""
     c, h, w = image_shape
     query_dim = query_dim or num_classes
     allowed = budget_floats(image_shape, num_classes, ipc)
     bases_cost = num_bases * c * (h // downsample) * (w // downsample)
+    if soft_labels:
+        bases_cost += soft_label_floats(num_bases, num_classes)
     r = math.floor((allowed - bases_cost) / (query_dim * num_bases))
     if r < 1:
         raise BudgetError(
             f"a budget of ipc={ipc} ({allowed:g} floats for {num_classes} classes of {c}x{h}x{w}) cannot hold "
-            f"{num_bases} bases of {c}x{h // downsample}x{w // downsample} ({bases_cost} floats) plus one "
+            f"{num_bases} bases of {c}x{h // downsample}x{w // downsample}{' with soft labels' if soft_labels else ''} "
+            f"({bases_cost} floats) plus one "
             f"addressing matrix per image ({query_dim * num_bases} floats each): use fewer bases, a larger "
             f"downsample factor or a larger ipc"
         )
@@ -52,6 +61,7 @@ class MemoryOptions:
     downsample: int = field(default=2, metadata={"help": "Bases are stored at 1/ds resolution and upsampled bilinearly."})
     addressing: Literal["learned", "one_hot"] = field(default="learned", metadata={"help": "`learned` addressing (the paper) or `one_hot` (the per-class synthetic set, vanilla BPTT)."})
     output_norm: Literal["none", "standardize"] = field(default="standardize", metadata={"help": "Last step of recall (eqn 2): `standardize` shifts and scales each recalled image (one scalar each) to the mean and std of the data's images, so any network trains on the recall with its usual recipe; `none` is the paper's recall, whose contrast drifts freely (the instance-normalised ConvNet cannot see it)."})
+    soft_labels: bool = field(default=False, metadata={"help": "Learn a soft label for every recalled image (beyond the paper): each base carries a label vector, addressed like its pixels, on top of the query's own class. Costs K*classes+1 floats of the budget (r shrinks to make room); networks then train on the recalled label distributions."})
 
     def __post_init__(self):
         if not self.ipc > 0:
@@ -69,7 +79,7 @@ class MemoryOptions:
     def of(cls, config: "AddressableMemoryConfig") -> "MemoryOptions":
         """The options that size a memory like `config`."""
         return cls(ipc=config.budget_ipc(), num_bases=config.num_bases, downsample=config.downsample,
-                   addressing=config.addressing, output_norm=config.output_norm)
+                   addressing=config.addressing, output_norm=config.output_norm, soft_labels=config.soft_labels)
 
 
 @strict
@@ -102,6 +112,11 @@ class AddressableMemoryConfig(PretrainedConfig):
     (one scalar per image, parameter-free) to mean `output_mean` and std `output_std`, the per-image statistics of
     the training images, so recalled images live at the data's scale. 'none' is the default so that memories saved
     before this field existed load and recall exactly as they did."""
+    soft_labels: bool = False
+    """Learned soft labels (beyond the paper; label-addressed memories). Each base k carries a label vector L_k (K x n
+    floats, `label_bases`) and the memory a scale s (`label_scale`): image i of query y is labelled
+    softmax(s y + (y^T A_i) L), its own class plus what its bases remember. False (the paper, and memories saved
+    before the field existed): every recalled image carries its query's hard label."""
     output_mean: float = 0.0
     """Mean of a recalled image's pixels under output_norm='standardize' (the data's mean per-image mean)."""
     output_std: float = 1.0
@@ -167,6 +182,9 @@ class AddressableMemoryConfig(PretrainedConfig):
             raise ValueError(f"output_norm must be one of {OUTPUT_NORMS}, got {self.output_norm!r}")
         if not (math.isfinite(self.output_mean) and math.isfinite(self.output_std) and self.output_std > 0):
             raise ValueError(f"output_mean must be finite and output_std positive, got {self.output_mean}, {self.output_std}")
+        if self.soft_labels and self.query_dim != len(self.class_names):
+            raise ValueError(f"soft_labels needs a memory addressed by class labels (query_dim == classes = "
+                             f"{len(self.class_names)}), got query_dim={self.query_dim}")
         if self.addressing == "one_hot":
             n = len(self.class_names)
             if self.query_dim != n or self.num_bases != n * self.images_per_query:
@@ -191,11 +209,13 @@ class AddressableMemoryConfig(PretrainedConfig):
         return math.prod(self.image_shape)
 
     def storage_floats(self) -> int:
-        """Floats the memory stores (eqn 4, left-hand side): bases plus learned addressing matrices."""
+        """Floats the memory stores (eqn 4, left-hand side): bases plus learned addressing matrices, plus the
+        soft labels' K*n + 1 when it learns them."""
         c, h, w = self.base_shape
         bases = self.num_bases * c * h * w
         addressing = self.images_per_query * self.query_dim * self.num_bases if self.addressing == "learned" else 0
-        return bases + addressing
+        labels = soft_label_floats(self.num_bases, self.num_classes) if self.soft_labels else 0
+        return bases + addressing + labels
 
     def budget_ipc(self) -> float:
         """The storage budget in full-size images per class: the `ipc` the memory was sized for, else what its
@@ -223,6 +243,7 @@ class AddressableMemoryConfig(PretrainedConfig):
 
         learned: K bases plus r = floor((IPC*C*H*W*n - K*C*H*W/ds^2) / (n*K)) addressing matrices.
         one_hot: the per-class synthetic set; r = floor(IPC * ds^2) images of 1/ds^2 the size per class.
+        With `soft_labels=True` their K*n + 1 floats come out of the same budget (fewer r, or fewer one_hot images).
         """
         if len(image_shape) != 3:
             raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
@@ -234,15 +255,21 @@ class AddressableMemoryConfig(PretrainedConfig):
             raise BudgetError(f"ipc must be positive, got {ipc}")
         if downsample < 1 or h % downsample or w % downsample:
             raise ValueError(f"downsample must be >= 1 and divide H={h} and W={w}, got {downsample}")
+        soft = bool(kwargs.get("soft_labels", False))
         if addressing == "one_hot":
-            r = math.floor(ipc * downsample * downsample + 1e-9)
+            small = c * (h // downsample) * (w // downsample)
+            if soft:  # each image also stores its label vector, plus the one scale
+                r = math.floor((budget_floats((c, h, w), n, ipc) - 1) / (n * (small + n)) + 1e-9)
+            else:
+                r = math.floor(ipc * downsample * downsample + 1e-9)
             if r < 1:
-                raise BudgetError(f"a budget of ipc={ipc} holds no image of {c}x{h // downsample}x{w // downsample}")
+                what = f" with a soft label ({small + n} floats each)" if soft else ""
+                raise BudgetError(f"a budget of ipc={ipc} holds no image of {c}x{h // downsample}x{w // downsample}{what}")
             num_bases = n * r
         elif addressing == "learned":
             if num_bases < 1:
                 raise ValueError(f"num_bases (K) must be >= 1, got {num_bases}")
-            r = images_per_query_for_budget((c, h, w), n, ipc, num_bases, downsample, kwargs.get("query_dim"))
+            r = images_per_query_for_budget((c, h, w), n, ipc, num_bases, downsample, kwargs.get("query_dim"), soft)
         else:
             raise ValueError(f"addressing must be one of {ADDRESSING_KINDS}, got {addressing!r}")
         kwargs.setdefault("mean", [0.0] * c)

@@ -26,7 +26,7 @@ from .augment import Augmentation, identity, parse_strategy
 from .configuration_memory import MemoryOptions
 from .data import ImageClassificationData
 from .evaluate import EvalConfig, accuracy, evaluate_memory, train_from_scratch
-from .learners import ConvNet
+from .learners import create_learner
 from .modeling_memory import AddressableMemory
 from .run_dir import RunDirectory
 from .unroll import InnerLoop, compiler_available
@@ -47,6 +47,7 @@ class DistillConfig:
     unroll_warmup: int = field(default=0, metadata={"help": "Outer steps over which T grows from `unroll_steps_start` to `unroll_steps`."})
     inner_lr: float = field(default=0.01, metadata={"help": 'Inner SGD learning rate (fixed, as in the paper).'})
     inner_momentum: float = field(default=0.9, metadata={"help": "Inner SGD momentum; 0.9 is one of the paper's two findings (fig 4)."})
+    inner_learner: str = field(default="convnet", metadata={"help": "The network trained in the inner loop: `convnet` (the paper's, `learner_width` wide), `convnet-<width>`, `mlp` (2 x 100), `mlp-<hidden>`, or several joined by + (e.g. `convnet+mlp`) that take turns, one per unroll, so the memory is distilled for all of them (the network a memory will train, e.g. continual learning's MLP). Validation stays the ConvNet protocol."})
     learner_width: int = field(default=128, metadata={"help": 'Width of the ConvNet trained in the inner loop (evaluation uses `eval_width`).'})
     learner_depth: int | None = field(default=None, metadata={"help": 'ConvNet depth; None picks it from the resolution (3 for 28/32 px).'})
     classes_per_step: int | None = field(default=None, metadata={"help": 'Classes sampled per unroll; None uses all classes (as the paper does for CIFAR-10).'})
@@ -60,6 +61,7 @@ class DistillConfig:
     optimizer: Literal["sgd", "adam"] = field(default="sgd", metadata={"help": "Outer optimizer for bases and addressing: `sgd` (the authors') or `adam`."})
     lr: float = field(default=0.1, metadata={"help": 'Outer learning rate.'})
     momentum: float = field(default=0.5, metadata={"help": 'Outer SGD momentum (ignored by Adam).'})
+    label_lr: float | None = field(default=None, metadata={"help": "Outer learning rate of a memory's learned soft labels (--soft-labels); None: `lr`."})
     clip_grad_norm: float | None = field(default=2.0, metadata={"help": 'Clip the meta-gradient norm (None: no clipping).'})
     validation_fraction: float = field(default=0.1, metadata={"help": 'Share of the training split held out for validation (never the test split).'})
     eval_every: int = field(default=100, metadata={"help": 'Validate every this many outer steps (0: only at the end).'})
@@ -92,8 +94,8 @@ class DistillConfig:
             raise ValueError(f"classes_per_step must be >= 1 (or None for all classes), got {self.classes_per_step}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if self.inner_lr <= 0 or self.lr <= 0:
-            raise ValueError(f"learning rates must be positive, got inner_lr={self.inner_lr}, lr={self.lr}")
+        if self.inner_lr <= 0 or self.lr <= 0 or (self.label_lr is not None and self.label_lr <= 0):
+            raise ValueError(f"learning rates must be positive, got inner_lr={self.inner_lr}, lr={self.lr}, label_lr={self.label_lr}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             raise ValueError(f"clip_grad_norm must be positive (None: no clipping), got {self.clip_grad_norm}")
         if self.optimizer not in ("sgd", "adam"):
@@ -121,11 +123,23 @@ class DistillConfig:
         if self.push_dataset and not self.push_to_hub:
             raise ValueError("push_dataset needs push_to_hub (the memory's repo id)")
         parse_strategy(self.augment)  # fail early on an unknown op
+        inner_learner_names(self.inner_learner)  # and on an unknown inner learner
 
 
 # Fields that may change between a run and its resumption without changing what is computed.
 RESUMABLE_CHANGES = {"steps", "max_minutes", "resume", "overwrite_output_dir", "output_dir", "progress", "checkpoint_every",
                      "keep_checkpoints", "final_models", "final_epochs", "push_to_hub", "push_dataset", "report_to"}
+
+
+def inner_learner_names(spec: str) -> list[str]:
+    """`convnet+mlp` -> ["convnet", "mlp"], refusing what has no functional form for the unroll."""
+    names = spec.split("+")
+    for name in names:
+        kind, _, width = name.partition("-")
+        if kind not in ("convnet", "mlp") or (width and not (width.isdigit() and int(width) > 0)):
+            raise ValueError(f"inner_learner {name!r} is not one of convnet, convnet-<width>, mlp, mlp-<hidden> "
+                             f"(joined by + to take turns): the unroll needs a network with a functional form")
+    return names
 
 
 def unroll_generator(seed: int, step: int, unroll_id: int) -> torch.Generator:
@@ -208,17 +222,23 @@ class Distiller:
             for p in self.memory.parameters():  # start every rank from rank 0's memory
                 p.data.copy_(broadcast(p.data.clone(), from_process=0))
         c, h, w = memory.config.image_shape
-        learner = ConvNet(c, memory.config.num_classes, (h, w), width=config.learner_width, depth=config.learner_depth)
         self.compile = config.compile if config.compile is not None else compiler_available(self.device)
-        # Built once, so compiled step functions are reused by every unroll.
-        self.inner = InnerLoop(learner.to(self.device), lr=config.inner_lr, momentum=config.inner_momentum,
-                               window=config.window, compile=self.compile,
-                               compile_mode=None if config.compile_mode == "default" else config.compile_mode)
-        params = list(self.memory.parameters())
+        # Built once each, so compiled step functions and buffers are reused by every unroll.
+        self.inner = [
+            InnerLoop(create_learner(name, c, memory.config.num_classes, (h, w), width=config.learner_width,
+                                     depth=config.learner_depth if name.startswith("convnet") else None).to(self.device),
+                      lr=config.inner_lr, momentum=config.inner_momentum, window=config.window, compile=self.compile,
+                      compile_mode=None if config.compile_mode == "default" else config.compile_mode)
+            for name in inner_learner_names(config.inner_learner)
+        ]
+        label_params = [p for name, p in self.memory.named_parameters() if name.startswith("label_")]
+        groups = [{"params": [p for name, p in self.memory.named_parameters() if not name.startswith("label_")]}]
+        if label_params:  # learned soft labels: their own learning rate
+            groups.append({"params": label_params, "lr": config.label_lr if config.label_lr is not None else config.lr})
         if config.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=config.lr)
+            self.optimizer = torch.optim.Adam(groups, lr=config.lr)
         else:
-            self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+            self.optimizer = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
         self.step = 0
         self.elapsed = 0.0
         self.best: dict[str, Any] = {"accuracy": -1.0, "step": -1, "state": None}
@@ -227,22 +247,23 @@ class Distiller:
 
     # ---- one outer step ---------------------------------------------------------------------------------
 
-    def _unroll_once(self, generator: torch.Generator) -> tuple[float, list[torch.Tensor]]:
+    def _unroll_once(self, generator: torch.Generator, unroll_id: int) -> tuple[float, list[torch.Tensor]]:
         cfg, mcfg = self.config, self.memory.config
+        inner = self.inner[unroll_id % len(self.inner)]  # several inner learners take turns
         n = mcfg.num_classes
         k = n if cfg.classes_per_step is None else min(cfg.classes_per_step, n)
         classes = torch.sort(torch.randperm(n, generator=generator)[:k]).values
         real_x, real_y = self.train_data.sample(classes.tolist(), cfg.real_per_class, generator)
         # One op and one draw per unroll, shared by every inner step and the real batch (DSA's Siamese use).
         augment = Augmentation.draw(cfg.augment, 1, generator, shared=True) or identity
-        init = self.inner.init_params(generator)
+        init = inner.init_params(generator)
         r = mcfg.images_per_query
         s = min(cfg.synthetic_per_class, r)
         steps = self.unroll_length()
         if cfg.random_window:
             steps = int(torch.randint(min(cfg.window, steps), steps + 1, (1,), generator=generator))
         picks = torch.stack([torch.rand(k, r, generator=generator).argsort(1)[:, :s] for _ in range(steps)]).to(self.device)
-        result = self.inner.unroll_memory(self.memory, classes.to(self.device), picks, augment(real_x), real_y, init, augment)
+        result = inner.unroll_memory(self.memory, classes.to(self.device), picks, augment(real_x), real_y, init, augment)
         return result.loss, result.grads
 
     def unroll_length(self, step: int | None = None) -> int:
@@ -263,7 +284,10 @@ class Distiller:
         loss = torch.zeros((), device=self.device)
         rank, world = self.accelerator.process_index, self.accelerator.num_processes
         for j in range(cfg.inner_loops):
-            unroll_loss, grads = self._unroll_once(unroll_generator(cfg.seed, self.step, rank * cfg.inner_loops + j))
+            unroll_id = rank * cfg.inner_loops + j
+            # which learner: every rank and loop of a step differ, and successive steps go on turning
+            turn = self.step * world * cfg.inner_loops + unroll_id
+            unroll_loss, grads = self._unroll_once(unroll_generator(cfg.seed, self.step, unroll_id), turn)
             loss += unroll_loss
             for acc, g in zip(total, grads):
                 acc.add_(g)
@@ -304,7 +328,7 @@ class Distiller:
     def validate(self) -> float:
         """Accuracy on the held-out validation split of fresh ConvNets trained on the recalled set."""
         cfg = self.config
-        images, labels = self.memory(labels=torch.arange(self.memory.config.num_classes, device=self.device))
+        images, labels = self.memory.training_set()  # labels: class ids, or learned soft labels
         eval_cfg = EvalConfig(models=cfg.eval_models, epochs=cfg.eval_epochs, width=cfg.eval_width,
                               seed=cfg.seed + 7919 * self.step, augment=cfg.augment, progress=False, compile=self.compile,
                               micro_batch=64 if self.device.type == "cpu" else None)
@@ -338,7 +362,7 @@ class Distiller:
     def _check_resumable(self, saved: dict[str, dict[str, Any]], where: str) -> None:
         """A resume must continue the same computation: same memory layout, same settings but the harmless ones."""
         # a run started before output_norm existed recalled as the paper does
-        saved_memory = {"output_norm": "none", **saved["memory"]}
+        saved_memory = {"output_norm": "none", "soft_labels": False, **saved["memory"]}
         if saved_memory != self.settings["memory"]:
             raise ValueError(f"{where} holds a different memory layout ({saved_memory} vs {self.settings['memory']}); "
                              f"resume with the options of the run that wrote it, or start afresh in another output_dir")
@@ -497,11 +521,13 @@ class Distiller:
             "window": self.config.window,
             "inner_momentum": self.config.inner_momentum,
             "learner_width": self.config.learner_width,
+            **({"inner_learner": self.config.inner_learner} if self.config.inner_learner != "convnet" else {}),
             "optimizer": self.config.optimizer,
             "init": self.config.init,
             "compile": self.compile,
             "augment": self.config.augment,
             "lr": self.config.lr,
+            **({"label_lr": self.config.label_lr or self.config.lr} if self.memory.config.soft_labels else {}),
             "processes": self.accelerator.num_processes,
             "minutes": round(self.elapsed / 60, 2),
             "seed": self.config.seed,

@@ -47,11 +47,13 @@ class EvalConfig:
     augment: str | None = field(default=None, metadata={"help": "DSA augmentation with per-image parameters on every training batch (e.g. flip_rotate, dsa); None for none."})
     micro_batch: int | None = field(default=None, metadata={"help": "Accumulate each ConvNet minibatch's gradient over micro-batches of this size: the same update, less cache pressure (faster on a CPU, e.g. 64)."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the training networks (about 1.5x faster on CPU; compiled once per shape and reused across models)."})
+    teacher_epochs: int = field(default=1, metadata={"help": "For a memory with learned soft labels: epochs of the teacher ConvNet trained on the full training split, whose predictions label the random real images (so both rows train on soft labels)."})
+    teacher_width: int = field(default=64, metadata={"help": "Width of that teacher ConvNet."})
     test_batch_size: int = field(default=1024, metadata={"help": 'Batch size when testing.'})
     progress: bool = field(default=True, metadata={"help": "Show progress bars (models, and epochs within each)."})
 
     def __post_init__(self):
-        for name in ("models", "epochs", "batch_size", "test_batch_size"):
+        for name in ("models", "epochs", "batch_size", "test_batch_size", "teacher_epochs", "teacher_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.micro_batch is not None and self.micro_batch < 1:
@@ -119,7 +121,8 @@ def default_device() -> str:
 def train_from_scratch(
     images: torch.Tensor, labels: torch.Tensor, num_classes: int, config: EvalConfig, seed: int, device=None
 ) -> nn.Module:
-    """Train one fresh network on (images, labels) with the protocol's settings (SGD, constant lr by default)."""
+    """Train one fresh network on (images, labels) with the protocol's settings (SGD, constant lr by default).
+    `labels` are class ids (N,) or distributions over the classes (N, num_classes), e.g. learned soft labels."""
     device = device or images.device
     images, labels = images.to(device), labels.to(device)
     if config.standardize:
@@ -192,19 +195,23 @@ def evaluate_images(
 
 
 def dataset_tensors(dataset: datasets.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pixel_values, label) tensors of a recalled Dataset."""
+    """(pixel_values, targets) tensors of a recalled Dataset: its `soft_label` distributions when it has them (a
+    memory with learned soft labels), else its `label` ids."""
     missing = {"pixel_values", "label"} - set(dataset.column_names)
     if missing:
         raise ValueError(f"a recalled dataset needs columns pixel_values and label; missing {sorted(missing)}")
-    torch_view = dataset.with_format("torch", columns=["pixel_values", "label"])[:]
-    return torch_view["pixel_values"].float(), torch_view["label"].long()
+    target = "soft_label" if "soft_label" in dataset.column_names else "label"
+    torch_view = dataset.with_format("torch", columns=["pixel_values", target])[:]
+    targets = torch_view[target].float() if target == "soft_label" else torch_view[target].long()
+    return torch_view["pixel_values"].float(), targets
 
 
 def recalled_tensors(memory: AddressableMemory) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every class's recalled images and labels (eqn 2), as float32 CPU tensors with no graph."""
+    """Every class's recalled images and training targets (eqn 2; class ids, or learned soft labels), as float32 CPU
+    tensors with no graph."""
     with torch.no_grad():
-        images, labels = memory(labels=torch.arange(memory.config.num_classes, device=memory.device))
-    return images.detach().float().cpu(), labels.cpu()
+        images, targets = memory.training_set()
+    return images.detach().float().cpu(), (targets.float() if targets.is_floating_point() else targets).cpu()
 
 
 def evaluate_recalled(
@@ -222,6 +229,32 @@ def random_real(train: ImageClassificationData, ipc: float, seed: int = 0) -> tu
     """`ipc` random real images per class: the same storage budget as a memory of `ipc` images per class."""
     per_class = max(1, math.floor(ipc + 1e-9))
     return train.sample(range(train.num_classes), per_class, torch.Generator().manual_seed(seed))
+
+
+def teacher_soft_labels(
+    train: ImageClassificationData, images: torch.Tensor, config: EvalConfig, device=None
+) -> torch.Tensor:
+    """Soft labels for `images` from a teacher trained on the whole of `train`: a ConvNet of `teacher_width`,
+    `teacher_epochs` epochs of SGD (lr 0.01, momentum 0.9, batch 256), its softmax at temperature 1. What random real
+    images get when the memory they are compared with learns soft labels, so that both rows train on soft labels."""
+    device = device or default_device()
+    generator = torch.Generator().manual_seed(config.seed)
+    net = create_learner("convnet", train.image_shape[0], train.num_classes, tuple(train.image_shape[1:]),
+                         width=config.teacher_width)
+    net.reset_parameters(generator)
+    net.to(device).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    n = len(train)
+    for _ in tqdm(range(config.teacher_epochs), desc="teacher", disable=not config.progress, leave=False):
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n, 256):
+            rows = order[start : start + 256]
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(net(train.images[rows].to(device)), train.labels[rows].to(device)).backward()
+            optimizer.step()
+    net.eval()
+    with torch.no_grad():
+        return net(images.to(device)).softmax(-1).float().cpu()
 
 
 # Fields that decide the numbers (what `hf-rtp evaluate` needs to repeat them); the rest only change speed or output.
@@ -255,6 +288,10 @@ def evaluate_memory(
         record["flags"].append("--no-random-real")
     else:
         images, labels = random_real(train, memory.config.budget_ipc(), config.seed)
+        if memory.config.soft_labels:
+            labels = teacher_soft_labels(train, images, config, device)
+            record["random_real_labels"] = (f"soft, from a ConvNet-{config.teacher_width} trained {config.teacher_epochs} "
+                                            f"epoch(s) on the full training split")
         baseline = evaluate_images(images, labels, test, config, device)
         record["random_real"] = baseline.summary()
         record["random_real_images"] = baseline.images

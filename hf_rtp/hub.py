@@ -14,9 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, ModelCard, ModelCardData
 
-from .configuration_memory import AddressableMemoryConfig
+from .configuration_memory import AddressableMemoryConfig, soft_label_floats
 from .data import ALIASES, DIGITS, KNOWN_DATASETS, spec_for
 
 WEIGHTS_NAME = "model.safetensors"
@@ -62,8 +63,17 @@ def _resolve(path: str | os.PathLike, filename: str, kwargs: dict[str, Any]) -> 
         raise CheckpointError(f"cannot fetch {filename} of {path}: {also}{error}") from error
 
 
-def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, kwargs: dict[str, Any]) -> None:
-    """Refuse weights that are missing, corrupt, or shaped unlike what `config` describes, naming the problem."""
+def expected_tensors(cls: type, config: AddressableMemoryConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor a memory of `config` saves: read from one built on the meta device (no memory,
+    no init), so every parameter and buffer the model defines is checked, whatever the config switches on."""
+    with torch.device("meta"):
+        model = cls(config)
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, kwargs: dict[str, Any],
+                     expected: dict[str, tuple[int, ...]]) -> None:
+    """Refuse weights that are missing, corrupt, or shaped unlike `expected` (the config's tensors), naming the problem."""
     from safetensors import SafetensorError, safe_open
 
     weights = _resolve(path, WEIGHTS_NAME, kwargs)
@@ -80,13 +90,6 @@ def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, k
         raise CheckpointError(f"{weights} is corrupt or not a safetensors file: {error}") from error
     if problems:
         raise CheckpointError(f"{weights} cannot be loaded: " + "; ".join(problems))
-    expected = {"bases": (config.num_bases, *config.base_shape)}
-    if config.addressing == "learned":
-        expected["addressing"] = (config.images_per_query, config.query_dim, config.num_bases)
-    if config.zca_regularization is not None:
-        d = config.image_floats
-        expected["zca_eigenvectors"] = (d, d)
-        expected["zca_scales"] = (d,)
     problems = [f"missing tensor {k!r} {shape}" for k, shape in expected.items() if k not in found]
     problems += [f"unexpected tensor {k!r}" for k in found if k not in expected]
     problems += [
@@ -116,7 +119,7 @@ def load_checked(loader: Callable, cls: type, path: str | os.PathLike, *args: An
         except Exception as error:  # bad JSON, or a config that fails validation
             raise CheckpointError(f"{config_file} is not a valid AddressableMemoryConfig: {error}") from error
         kwargs["config"] = config
-    check_checkpoint(path, config, kwargs)
+    check_checkpoint(path, config, kwargs, expected_tensors(cls, config))
     want_info = kwargs.pop("output_loading_info", False)
     memory, info = loader(path, *args, output_loading_info=True, **kwargs)
     if info.get("missing_keys") or info.get("unexpected_keys") or info.get("mismatched_keys"):
@@ -243,6 +246,10 @@ def model_card(
         ipc=f"{ipc:g}",
         normalisation=normalisation_text(config),
         output_norm=config.output_norm,
+        labels=(f"learned soft labels: a label vector per base plus a scale ({soft_label_floats(config.num_bases, config.num_classes)} "
+                f"floats, counted in the storage), image i of class y labelled softmax(s y + (y^T A_i) L); beyond the paper"
+                if config.soft_labels else "hard: every recalled image carries its query's class"),
+        soft_labels=config.soft_labels,
         output_stats=f"mean {config.output_mean:.3g}, std {config.output_std:.3g}",
         distillation=", ".join(f"{k}={v}" for k, v in (config.distillation or {}).items()) or None,
         evaluation=evaluation,
@@ -280,6 +287,7 @@ def dataset_card(config: AddressableMemoryConfig, memory_repo_id: str, data: Dat
         image_shape=tuple(config.image_shape),
         normalisation=normalisation_text(config),
         standardize_note=config.zca_regularization is None and config.output_norm == "none",
+        soft_labels=config.soft_labels,
     )
 
 

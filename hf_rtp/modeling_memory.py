@@ -53,6 +53,10 @@ class AddressableMemory(PreTrainedModel):
             )
         else:
             self.addressing = None
+        if config.soft_labels:
+            # A label vector per base, addressed like the pixels, and the weight of the query's own class.
+            self.label_bases = nn.Parameter(torch.empty(config.num_bases, config.num_classes))
+            self.label_scale = nn.Parameter(torch.empty(()))
         if config.zca_regularization is not None:
             # Persistent buffers: saved with the weights, so a loaded memory can whiten test data and invert pictures.
             d = math.prod(config.image_shape)
@@ -72,6 +76,12 @@ class AddressableMemory(PreTrainedModel):
             rows = self.addressing.shape[0] * self.addressing.shape[1]
             bound = math.sqrt(6 / (rows + k))
             init.uniform_(self.addressing, -bound, bound)
+        if self.config.soft_labels:
+            # Start from the hard label, softened to 0.9 on its class (label smoothing's usual 0.1; saturated logits
+            # would pass almost no gradient to the labels): what the bases add is learned from zero.
+            n = self.config.num_classes
+            init.zeros_(self.label_bases)
+            init.constant_(self.label_scale, math.log(9 * max(1, n - 1)))
 
     # ---- addressing -------------------------------------------------------------------------------------
 
@@ -153,6 +163,29 @@ class AddressableMemory(PreTrainedModel):
             return self.normalize_output(self.upsample(self.bases[rows.flatten()]))
         coefficients = self.addressing[image_indices, labels[:, None]]  # (N, m, K)
         return self.synthesize(coefficients)
+
+    def label_distribution(self, queries: torch.Tensor, image_indices: torch.Tensor) -> torch.Tensor:
+        """Learned soft labels (config.soft_labels): softmax(s y + (y^T A_i) L) for each query and chosen i,
+        (N, n), (N, m) -> (N*m, n); rows follow the images of `synthesize`."""
+        logits = self.label_scale * queries[:, None, :] + self.coefficients(queries, image_indices) @ self.label_bases
+        return logits.flatten(0, 1).softmax(-1)
+
+    def targets_for_labels(self, labels: torch.Tensor, image_indices: torch.Tensor) -> torch.Tensor:
+        """What a network trains on next to `images_for_labels(labels, image_indices)`: each image's class id (N*m,),
+        or with soft labels its learned label distribution (N*m, n)."""
+        if not self.config.soft_labels:
+            return labels.repeat_interleave(image_indices.shape[1])
+        one_hot = F.one_hot(labels, self.config.num_classes).to(self.label_bases.dtype)
+        return self.label_distribution(one_hot, image_indices)
+
+    def training_set(self, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """All r recalled images of each class in `labels` (default: every class) and their training targets (class
+        ids, or label distributions for a memory with soft labels): the set a network is retrained on."""
+        if labels is None:
+            labels = torch.arange(self.config.num_classes, device=self.bases.device)
+        labels = self.check_labels(labels)
+        image_indices = self._check_indices(None, labels.shape[0])
+        return self.images_for_labels(labels, image_indices), self.targets_for_labels(labels, image_indices)
 
     def forward(
         self,
@@ -249,7 +282,8 @@ class AddressableMemory(PreTrainedModel):
         """The recalled synthetic set as a `datasets.Dataset` (eqn 2 for every chosen class, or each query vector).
 
         Columns: `pixel_values` (float32, exact, in the memory's pixel space), `label` (ClassLabel), `address`; for
-        queries also `query`, `query_id`; with `preview=True` a contrast-stretched uint8 `image` for viewing.
+        queries also `query`, `query_id`; for a memory with learned soft labels `soft_label` (the distribution over
+        classes to train on); with `preview=True` a contrast-stretched uint8 `image` for viewing.
         """
         if queries is not None:
             if classes is not None:
@@ -266,11 +300,14 @@ class AddressableMemory(PreTrainedModel):
             rows = torch.tensor(class_ids(self.config.class_names, classes), dtype=torch.long, device=self.device)
         r = self.config.images_per_query
         step = max(1, batch_size // r)
-        pixels, previews = [], []
+        pixels, previews, soft = [], [], []
         for start in range(0, len(rows), step):
             part = rows[start : start + step]
             images = (self(queries=part) if queries is not None else self(labels=part)).images.float()
             pixels.append(images.cpu().numpy())
+            if self.config.soft_labels:
+                one_hot = part if queries is not None else F.one_hot(part, self.config.num_classes).to(self.bases.dtype)
+                soft.append(self.label_distribution(one_hot, self._check_indices(None, len(part))).float().cpu().numpy())
             if preview:
                 previews.append(to_uint8_hwc(self.to_viewable(images, stretch=True)))
         c, h, w = self.config.image_shape
@@ -281,6 +318,8 @@ class AddressableMemory(PreTrainedModel):
             labels=query_labels if queries is not None else rows.cpu().numpy(),
             queries=queries.float().cpu().numpy() if queries is not None else None,
             previews=np.concatenate(previews) if preview and previews else ([] if preview else None),
+            soft_labels=(np.concatenate(soft) if soft else np.zeros((0, self.config.num_classes), np.float32))
+            if self.config.soft_labels else None,
         )
 
     @torch.no_grad()
@@ -302,7 +341,7 @@ class AddressableMemory(PreTrainedModel):
     @classmethod
     def for_dataset(
         cls, data: ImageClassificationData, ipc: float = 1, num_bases: int = 16, downsample: int = 2,
-        addressing: str = "learned", output_norm: str = "standardize",
+        addressing: str = "learned", output_norm: str = "standardize", soft_labels: bool = False,
     ) -> "AddressableMemory":
         """A fresh memory sized for `data` and a budget of `ipc` images per class (eqn 4), carrying its class
         names, pixel space (normalisation or ZCA) and, for output_norm='standardize', its per-image statistics."""
@@ -313,7 +352,7 @@ class AddressableMemory(PreTrainedModel):
         config = AddressableMemoryConfig.for_budget(
             data.image_shape, data.class_names, ipc=ipc, num_bases=num_bases, downsample=downsample, addressing=addressing,
             mean=data.mean, std=data.std, dataset_name=data.name or None, output_norm=output_norm,
-            zca_regularization=data.zca.regularization if data.zca is not None else None, **stats,
+            zca_regularization=data.zca.regularization if data.zca is not None else None, soft_labels=soft_labels, **stats,
         )
         memory = cls(config)
         if data.zca is not None:

@@ -53,12 +53,14 @@ def recalled_dataset(
     labels: np.ndarray | None = None,
     queries: np.ndarray | None = None,
     previews: np.ndarray | None = None,
+    soft_labels: np.ndarray | None = None,
 ) -> Dataset:
     """The Dataset of recalled images grouped by query (`images_per_query` consecutive rows per query).
 
     Columns: `pixel_values` (Array3D float32, exactly what the memory produced, in the dataset's pixel space),
     `label` (ClassLabel; per query), `address` (which addressing matrix i made the image), with `queries` also
-    `query` and `query_id`, and with `previews` an `image` column (uint8) for viewing.
+    `query` and `query_id`, with `soft_labels` (one distribution over the classes per image) `soft_label`, and with
+    `previews` an `image` column (uint8) for viewing.
     """
     c, h, w = config.image_shape
     r = images_per_query
@@ -73,6 +75,9 @@ def recalled_dataset(
     if labels is not None:
         features["label"] = ClassLabel(names=config.class_names)
         columns["label"] = np.asarray(labels, dtype=np.int64)[owner]
+    if soft_labels is not None:
+        features["soft_label"] = List(Value("float32"), length=config.num_classes)
+        columns["soft_label"] = soft_labels.astype(np.float32, copy=False)
     features["address"] = Value("int32")
     columns["address"] = np.tile(np.arange(r, dtype=np.int32), n)
     if previews is not None:

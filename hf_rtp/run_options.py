@@ -59,7 +59,8 @@ def resolve_run_options(namespace: argparse.Namespace) -> tuple[DataConfig, Memo
     saved = RunDirectory(output_dir).read_settings() if explicit.get("resume") else None
     if saved is not None:
         # output_norm: a run started before it existed recalled as the paper does ("none")
-        base = {**saved.get("data", {}), "output_norm": "none", **saved.get("memory", {}), **saved.get("distill", {})}
+        base = {**saved.get("data", {}), "output_norm": "none", "soft_labels": False, **saved.get("memory", {}),
+                **saved.get("distill", {})}
     else:
         base = dict(PRESETS.get(preset_name(explicit.get("dataset", DataConfig.dataset)), {}))
     values = {**base, **explicit}
