@@ -54,6 +54,15 @@ python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 70 --no
 # Issue 11: the MNIST preset (real-data start, standardized recall, compiled) at the target budgets
 python bench/mnist.py --ipc 1 --method memory --minutes 30 --tag preset --no-progress
 python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 60 --tag preset --no-progress
+# ... the per-class synthetic set with the same changes (real-image start, standardized recall), equal budgets
+python bench/mnist.py --ipc 1 --method per_class --minutes 30 --tag preset --no-progress
+python bench/mnist.py --ipc 10 --method per_class --minutes 60 --tag preset --no-progress
+# ... and accuracy per CPU-minute on this machine, one run after another (validation split only)
+python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag preset-2core --settings '{"eval_every": 25}' --no-progress --output bench/results/speedups/preset-2core.json
+python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag soft-labels --settings '{"soft_labels": true, "label_lr": 0.1, "eval_every": 25}' --no-progress --output bench/results/speedups/soft-labels.json
+python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag soft-labels-lr0.01 --settings '{"soft_labels": true, "eval_every": 25}' --no-progress --output bench/results/speedups/soft-labels-lr0.01.json
+python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag width128 --settings '{"learner_width": 128, "eval_every": 5}' --no-progress --output bench/results/speedups/width128.json
+python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag width64 --settings '{"learner_width": 64, "eval_every": 10}' --no-progress --output bench/results/speedups/width64.json
 python bench/mnist.py --plot
 python bench/report.py
 # The GPU tables
