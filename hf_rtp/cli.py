@@ -81,7 +81,7 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
     record = memory.config.evaluation or {}
     if record:
         _print_result(data_config.dataset, memory, record)
-    print(f"saved to {Path(config.output_dir) / 'memory'} (model card README.md, recalled.png, bases.png)")
+    print(f"saved to {Path(config.output_dir) / 'memory'} (model card README.md and pictures)")
     if config.push_to_hub:
         print(f"pushed to {config.push_to_hub}")
     return record
@@ -89,6 +89,12 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_result(dataset: str, memory, record: dict[str, Any]) -> None:
     cfg = memory.config
+    if record.get("few_shot"):  # an image-addressed memory: few-shot episodes
+        acc = record["accuracy"]
+        print(f"\n{dataset}, {record['few_shot']} episodes of the {record['split']} split ({record['models']} episodes, "
+              f"{record['learner']} x {record['epochs']} epochs on the recall): {100 * acc['mean']:.2f} +- "
+              f"{100 * acc['ci95']:.2f}% (95% interval)")
+        return
     rows = [("distilled memory (recalled)", cfg.images_per_query * cfg.num_classes, record["accuracy"])]
     if "random_real" in record:
         rows.append(("random real images", record["random_real_images"], record["random_real"]))
@@ -149,16 +155,58 @@ def run_recall(args: argparse.Namespace) -> None:
         raise UsageError(f"--output {out} is an existing file; give a folder")
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise UsageError(f"--output {out} is a folder that is not empty; pass --overwrite to write into it")
+    shots = read_shot_folder(args.images) if args.images else None  # checked before the memory is fetched
+    if shots is not None and args.classes:
+        raise UsageError("--classes recalls by label and --images by pictures: pass one of them")
     _quiet(args.progress)
     memory = _load_memory(args.memory)
-    dataset = memory.recall(classes=args.classes, preview=args.preview)
+    if shots is not None:
+        if not memory.config.addressed_by_images:
+            raise UsageError(f"{args.memory} has no query head: it is addressed by labels (use --classes), not --images")
+        images, labels = shots
+        try:
+            dataset = memory.recall(images=images, labels=labels, preview=args.preview)
+        except ValueError as error:  # e.g. pictures of another size or colour mode than the memory's
+            raise UsageError(f"--images {args.images}: {error}") from error
+        print(f"{len(labels)} query images of {len(set(labels))} classes from {args.images}")
+    else:
+        dataset = memory.recall(classes=args.classes, preview=args.preview)
     if args.parquet:
         out.mkdir(parents=True, exist_ok=True)
         dataset.to_parquet(out / "recalled.parquet")
     else:
         dataset.save_to_disk(str(out))
-    memory.save_pictures(out, classes=args.classes)
+    memory.save_pictures(out, classes=args.classes if shots is None else None)
     print(f"recalled {len(dataset)} images of {len(set(dataset['label']))} classes to {out}")
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def read_shot_folder(folder: str) -> tuple[list, list[str]]:
+    """`folder/class_name/*.png` -> (PIL images, their class names), classes in sorted order; every class folder
+    must hold at least one image."""
+    from PIL import Image
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise UsageError(f"--images {folder}: no such folder (expected class_name/*.png inside)")
+    classes = sorted(d for d in root.iterdir() if d.is_dir())
+    if not classes:
+        raise UsageError(f"--images {folder}: no class folders inside (expected class_name/*.png)")
+    images, labels = [], []
+    for d in classes:
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UsageError(f"--images {folder}: class folder {d.name!r} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        for f in files:
+            try:
+                with Image.open(f) as image:
+                    images.append(image.copy())
+            except OSError as error:
+                raise UsageError(f"--images {folder}: cannot read {f}: {error}") from error
+            labels.append(d.name)
+    return images, labels
 
 
 def run_push(args: argparse.Namespace) -> None:
@@ -186,6 +234,10 @@ def info_summary(memory, name: str) -> str:
                    f"= {cfg.budget_ipc():g} image(s) per class"),
         ("pixel space", normalisation_text(cfg)),
     ]
+    if cfg.addressed_by_images:
+        lines.insert(2, ("addressed", f"by images: a {cfg.query_encoder} query head ({cfg.query_head_floats()} floats, "
+                                      f"outside the budget) projects each image to a {cfg.query_dim}-d query; "
+                                      f"r={cfg.images_per_query} images recalled per query"))
     if cfg.distillation:
         d = cfg.distillation
         lines.append(("distilled", f"{d.get('outer_steps')} outer steps in {d.get('minutes')} min, T={d.get('unroll_steps')}, "
@@ -195,7 +247,11 @@ def info_summary(memory, name: str) -> str:
         text = f"{100 * e['accuracy']['mean']:.2f} +- {100 * e['accuracy']['std']:.2f}% ({e['models']} x {e['learner']}, {e['epochs']} epochs)"
         if e.get("random_real"):
             text += f"; random real images of the same budget {100 * e['random_real']['mean']:.2f} +- {100 * e['random_real']['std']:.2f}%"
-        lines += [("accuracy", text), ("reproduce", reproduce_command(e, name))]
+        if e.get("few_shot"):  # an image-addressed memory's few-shot episodes
+            text = f"{100 * e['accuracy']['mean']:.2f} +- {100 * e['accuracy']['std']:.2f}% over {e['models']} {e['few_shot']} episodes"
+            lines.append(("accuracy", text))
+        else:
+            lines += [("accuracy", text), ("reproduce", reproduce_command(e, name))]
     else:
         lines.append(("accuracy", f"not evaluated (hf-rtp evaluate {name})"))
     return "\n".join(f"{key:<12} {value}" for key, value in lines)
@@ -209,6 +265,7 @@ def run_info(args: argparse.Namespace) -> None:
             "dataset": cfg.dataset_name, "classes": cfg.num_classes, "image_shape": cfg.image_shape, "addressing": cfg.addressing,
             "num_bases": cfg.num_bases, "images_per_query": cfg.images_per_query, "downsample": cfg.downsample,
             "storage_floats": cfg.storage_floats(), "budget_ipc": round(cfg.budget_ipc(), 4),
+            "query_encoder": cfg.query_encoder, "query_head_floats": cfg.query_head_floats(),
             "distillation": cfg.distillation, "evaluation": cfg.evaluation,
         }, indent=1))
     else:
@@ -251,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("memory", help="saved memory folder or Hub id")
     p.add_argument("--output", required=True, help="folder for the Dataset (save_to_disk) and recalled.png")
     p.add_argument("--classes", nargs="*", default=None, help="class names or ids (default: all)")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="recall by pictures (a memory with a query head): DIR/class_name/*.png, the shots of each class "
+                        "averaged into one query")
     p.add_argument("--preview", action="store_true", help="add a uint8 `image` column for viewing")
     p.add_argument("--parquet", action="store_true", help="write recalled.parquet instead of save_to_disk")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --output folder")

@@ -63,9 +63,16 @@ class MemoryOptions:
     output_norm: Literal["none", "standardize"] = field(default="standardize", metadata={"help": "Last step of recall (eqn 2): `standardize` shifts and scales each recalled image (one scalar each) to the mean and std of the data's images, so any network trains on the recall with its usual recipe; `none` is the paper's recall, whose contrast drifts freely (the instance-normalised ConvNet cannot see it)."})
     soft_labels: bool = field(default=False, metadata={"help": "Learn a soft label for every recalled image (beyond the paper): each base carries a label vector, addressed like its pixels, on top of the query's own class. Costs K*classes+1 floats of the budget (r shrinks to make room); networks then train on the recalled label distributions."})
 
+    query_encoder: str | None = field(default=None, metadata={"help": "Address the memory by images (sec 5.3.2): the timm model name of its query head (e.g. resnet10t), trained with it episodically (--classes-per-step N, --shots k); None: addressed by labels."})
+    query_dim: int | None = field(default=None, metadata={"help": "d_y, the width of the query space of an image-addressed memory (the head projects to it); None: the number of classes."})
+
     def __post_init__(self):
         if not self.ipc > 0:
             raise BudgetError(f"ipc must be positive, got {self.ipc}")
+        if self.query_dim is not None and self.query_dim < 1:
+            raise ValueError(f"query_dim must be >= 1, got {self.query_dim}")
+        if self.query_dim is not None and self.query_encoder is None:
+            raise ValueError("query_dim sets the query space of an image-addressed memory: it needs --query-encoder")
         if self.num_bases < 1:
             raise ValueError(f"num_bases (K) must be >= 1, got {self.num_bases}")
         if self.downsample < 1:
@@ -79,7 +86,9 @@ class MemoryOptions:
     def of(cls, config: "AddressableMemoryConfig") -> "MemoryOptions":
         """The options that size a memory like `config`."""
         return cls(ipc=config.budget_ipc(), num_bases=config.num_bases, downsample=config.downsample,
-                   addressing=config.addressing, output_norm=config.output_norm, soft_labels=config.soft_labels)
+                   addressing=config.addressing, output_norm=config.output_norm, soft_labels=config.soft_labels,
+                   query_encoder=config.query_encoder,
+                   query_dim=config.query_dim if config.query_encoder is not None else None)
 
 
 @strict
@@ -117,6 +126,14 @@ class AddressableMemoryConfig(PretrainedConfig):
     floats, `label_bases`) and the memory a scale s (`label_scale`): image i of query y is labelled
     softmax(s y + (y^T A_i) L), its own class plus what its bases remember. False (the paper, and memories saved
     before the field existed): every recalled image carries its query's hard label."""
+    query_encoder: str | None = None
+    """Image addressing (sec 5.3.2): the timm model name of the memory's query head. A query is then
+    y = projection(encoder(x)) for an image x (k shots of a class are averaged into one query); the head's weights are
+    saved with the memory. None (the default, and memories saved before the field existed): addressed by class
+    labels or by raw query vectors."""
+    query_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra timm.create_model arguments of the query encoder (e.g. {"patch_size": 4} for a ViT); in_chans,
+    num_classes and pretrained follow from the memory and may not be set."""
     output_mean: float = 0.0
     """Mean of a recalled image's pixels under output_norm='standardize' (the data's mean per-image mean)."""
     output_std: float = 1.0
@@ -193,6 +210,38 @@ class AddressableMemoryConfig(PretrainedConfig):
                     f"({n}) and num_bases == classes * images_per_query ({n * self.images_per_query}), "
                     f"got query_dim={self.query_dim}, num_bases={self.num_bases}"
                 )
+
+    def validate_query_encoder(self) -> None:
+        if self.query_encoder is None:
+            return
+        import timm
+
+        if not isinstance(self.query_encoder, str) or not timm.is_model(self.query_encoder):
+            raise ValueError(f"query_encoder {self.query_encoder!r} is not a timm model name (see timm.list_models())")
+        fixed = sorted({"in_chans", "num_classes", "pretrained"} & set(self.query_encoder_kwargs))
+        if fixed:
+            raise ValueError(f"query_encoder_kwargs must not set {fixed}: in_chans follows from the image shape, "
+                             f"num_classes=0 (features) and pretrained=False (the head's weights are the memory's own)")
+        if self.addressing != "learned" or self.soft_labels:
+            raise ValueError("a query encoder needs learned addressing and hard labels (addressing='learned', "
+                             "soft_labels=False): image queries are arbitrary d_y vectors")
+
+    @property
+    def addressed_by_images(self) -> bool:
+        return self.query_encoder is not None
+
+    def query_head_floats(self) -> int:
+        """Floats of the query head's weights (encoder and projection), built from the config on the meta device.
+        Like a network's weights they are reported next to the storage budget, not counted in it (as the paper does)."""
+        import torch
+
+        from .query_head import QueryHead
+
+        if self.query_encoder is None:
+            return 0
+        with torch.device("meta"):
+            head = QueryHead(self.query_encoder, self.image_shape, self.query_dim, self.query_encoder_kwargs)
+        return head.stored_floats()
 
     @property
     def num_classes(self) -> int:

@@ -277,6 +277,18 @@ class ImageClassificationData:
     def subset(self, rows: torch.Tensor, split: str | None = None) -> "ImageClassificationData":
         return replace(self, images=self.images[rows], labels=self.labels[rows], split=split or self.split, _per_class=None)
 
+    def with_classes(self, classes: Sequence[int | str]) -> "ImageClassificationData":
+        """Only the images of `classes` (ids or names), relabelled 0..len(classes)-1 in the order given: e.g. the
+        classes a memory is distilled on, keeping the others unseen."""
+        ids = [self.class_names.index(c) if isinstance(c, str) else int(c) for c in classes]
+        if len(set(ids)) != len(ids) or not all(0 <= i < self.num_classes for i in ids):
+            raise ValueError(f"classes must be distinct ids or names of {self.class_names}, got {list(classes)}")
+        rows = torch.cat([self.per_class_indices()[i] for i in ids]).sort().values
+        relabel = torch.full((self.num_classes,), -1, dtype=torch.long)
+        relabel[torch.tensor(ids)] = torch.arange(len(ids))
+        return replace(self, images=self.images[rows], labels=relabel[self.labels[rows].cpu()].to(self.labels.device),
+                       class_names=[self.class_names[i] for i in ids], _per_class=None)
+
     def split_validation(self, fraction: float = 0.1, seed: int = 0) -> tuple["ImageClassificationData", "ImageClassificationData"]:
         """Hold out `fraction` of every class (stratified, seeded) for validation: (train, validation)."""
         if not 0 < fraction < 1:

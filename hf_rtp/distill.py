@@ -26,6 +26,7 @@ from .augment import Augmentation, identity, parse_strategy
 from .configuration_memory import MemoryOptions
 from .data import ImageClassificationData
 from .evaluate import EvalConfig, accuracy, evaluate_memory, train_from_scratch
+from .episodes import draw_episode, episode_accuracy, few_shot_evaluation
 from .learners import create_learner
 from .modeling_memory import AddressableMemory
 from .run_dir import RunDirectory
@@ -52,6 +53,8 @@ class DistillConfig:
     learner_depth: int | None = field(default=None, metadata={"help": 'ConvNet depth; None picks it from the resolution (3 for 28/32 px).'})
     classes_per_step: int | None = field(default=None, metadata={"help": 'Classes sampled per unroll; None uses all classes (as the paper does for CIFAR-10).'})
     real_per_class: int = field(default=64, metadata={"help": 'Real images per sampled class in the outer loss.'})
+    shots: int = field(default=1, metadata={"help": "Image-addressed memories (a query head): k shot images per class that make its query in each training episode (N = classes_per_step classes per episode)."})
+    eval_episodes: int = field(default=20, metadata={"help": "Image-addressed memories: few-shot episodes (N-way, k = shots) drawn from the validation split per validation."})
     synthetic_per_class: int = field(default=32, metadata={"help": 'Recalled images per sampled class in each inner step (capped by r).'})
     augment: str | None = field(default=None, metadata={"help": "Differentiable augmentation drawn once per unroll and applied to every inner step's recalled images and to the real batch: DSA ops joined by _ (e.g. flip_rotate, the paper's CIFAR setting) or a named strategy (cifar, dsa, digits); None for none."})
     compile: bool | None = field(default=None, metadata={"help": "torch.compile the per-step work of the unroll and the validation networks (about 1.4x faster on CPU after a one-off compile of under a minute). None: on where a compiler exists (a C++ compiler on CPU, Triton on a GPU)."})
@@ -74,7 +77,7 @@ class DistillConfig:
     resume: bool = field(default=False, metadata={"help": 'Continue from the latest checkpoint in `output_dir`.'})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Start afresh even if `output_dir` holds an earlier run's checkpoints (they are deleted)."})
     seed: int = field(default=0, metadata={"help": 'Seed of everything random (learner inits, class and image sampling, validation split).'})
-    final_models: int = field(default=10, metadata={"help": "Networks trained from scratch on the best memory for the final test evaluation, when a test split is given (0: none)."})
+    final_models: int = field(default=10, metadata={"help": "Networks trained from scratch on the best memory for the final test evaluation, when a test split is given (0: none); for an image-addressed memory, few-shot episodes of the test split, one network each."})
     final_epochs: int = field(default=300, metadata={"help": "Epochs of each final evaluation network."})
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub repo id to upload the final memory to (with its model card and pictures)."})
     push_dataset: bool = field(default=False, metadata={"help": "With push_to_hub, also upload the recalled Dataset to <repo_id>-recalled."})
@@ -82,7 +85,8 @@ class DistillConfig:
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def __post_init__(self):
-        positive = ("steps", "unroll_steps", "real_per_class", "synthetic_per_class", "inner_loops", "learner_width",
+        positive = ("steps", "unroll_steps", "real_per_class", "synthetic_per_class", "inner_loops", "learner_width", "shots",
+                    "eval_episodes",
                     "eval_models", "eval_epochs", "eval_width", "keep_checkpoints", "final_epochs")
         for name in positive:
             if getattr(self, name) < 1:
@@ -195,8 +199,14 @@ class Distiller:
             test.check_finite()
         if train.num_classes < 2:
             raise ValueError(f"{train.name or 'the data'} has a single class ({train.class_names}): there is nothing to tell apart")
-        if memory.config.query_dim != memory.config.num_classes:
-            raise ValueError("the Distiller trains memories addressed by class labels (query_dim == classes)")
+        self.by_images = memory.config.addressed_by_images
+        if memory.config.query_dim != memory.config.num_classes and not self.by_images:
+            raise ValueError("the Distiller trains memories addressed by class labels (query_dim == classes) or by "
+                             "images (a query head); a memory of raw query vectors has nothing to build its queries from")
+        # N: the classes of one unroll (an episode for image addressing, whose labels are then 0..N-1)
+        self.way = train.num_classes if config.classes_per_step is None else min(config.classes_per_step, train.num_classes)
+        if self.by_images and self.way < 2:
+            raise ValueError(f"an episode needs at least 2 classes (classes_per_step={config.classes_per_step})")
         self.config = config
         self.accelerator = accelerator or Accelerator(
             log_with=None if config.report_to == "none" else config.report_to, project_dir=config.output_dir)
@@ -224,8 +234,9 @@ class Distiller:
         c, h, w = memory.config.image_shape
         self.compile = config.compile if config.compile is not None else compiler_available(self.device)
         # Built once each, so compiled step functions and buffers are reused by every unroll.
+        outputs = self.way if self.by_images else memory.config.num_classes
         self.inner = [
-            InnerLoop(create_learner(name, c, memory.config.num_classes, (h, w), width=config.learner_width,
+            InnerLoop(create_learner(name, c, outputs, (h, w), width=config.learner_width,
                                      depth=config.learner_depth if name.startswith("convnet") else None).to(self.device),
                       lr=config.inner_lr, momentum=config.inner_momentum, window=config.window, compile=self.compile,
                       compile_mode=None if config.compile_mode == "default" else config.compile_mode)
@@ -250,10 +261,13 @@ class Distiller:
     def _unroll_once(self, generator: torch.Generator, unroll_id: int) -> tuple[float, list[torch.Tensor]]:
         cfg, mcfg = self.config, self.memory.config
         inner = self.inner[unroll_id % len(self.inner)]  # several inner learners take turns
-        n = mcfg.num_classes
-        k = n if cfg.classes_per_step is None else min(cfg.classes_per_step, n)
-        classes = torch.sort(torch.randperm(n, generator=generator)[:k]).values
-        real_x, real_y = self.train_data.sample(classes.tolist(), cfg.real_per_class, generator)
+        n, k = mcfg.num_classes, self.way
+        if self.by_images:  # an episode: shots make the queries, other images of the classes the outer loss
+            episode = draw_episode(self.train_data, k, cfg.shots, cfg.real_per_class, generator)
+            real_x, real_y = episode.images, episode.labels.to(self.device)
+        else:
+            classes = torch.sort(torch.randperm(n, generator=generator)[:k]).values
+            real_x, real_y = self.train_data.sample(classes.tolist(), cfg.real_per_class, generator)
         # One op and one draw per unroll, shared by every inner step and the real batch (DSA's Siamese use).
         augment = Augmentation.draw(cfg.augment, 1, generator, shared=True) or identity
         init = inner.init_params(generator)
@@ -263,7 +277,11 @@ class Distiller:
         if cfg.random_window:
             steps = int(torch.randint(min(cfg.window, steps), steps + 1, (1,), generator=generator))
         picks = torch.stack([torch.rand(k, r, generator=generator).argsort(1)[:, :s] for _ in range(steps)]).to(self.device)
-        result = inner.unroll_memory(self.memory, classes.to(self.device), picks, augment(real_x), real_y, init, augment)
+        if self.by_images:
+            result = inner.unroll_images(self.memory, episode.shots.to(self.device), picks, augment(real_x), real_y, init,
+                                         augment)
+        else:
+            result = inner.unroll_memory(self.memory, classes.to(self.device), picks, augment(real_x), real_y, init, augment)
         return result.loss, result.grads
 
     def unroll_length(self, step: int | None = None) -> int:
@@ -328,10 +346,14 @@ class Distiller:
     def validate(self) -> float:
         """Accuracy on the held-out validation split of fresh ConvNets trained on the recalled set."""
         cfg = self.config
-        images, labels = self.memory.training_set()  # labels: class ids, or learned soft labels
         eval_cfg = EvalConfig(models=cfg.eval_models, epochs=cfg.eval_epochs, width=cfg.eval_width,
                               seed=cfg.seed + 7919 * self.step, augment=cfg.augment, progress=False, compile=self.compile,
                               micro_batch=64 if self.device.type == "cpu" else None)
+        if self.by_images:  # few-shot: the same validation episodes every time, so the scores compare across steps
+            generator = torch.Generator().manual_seed(cfg.seed + 104729)
+            episodes = [draw_episode(self.validation, self.way, cfg.shots, 50, generator) for _ in range(cfg.eval_episodes)]
+            return float(np.mean([episode_accuracy(self.memory, e, eval_cfg, self.device) for e in episodes]))
+        images, labels = self.memory.training_set()  # labels: class ids, or learned soft labels
         scores = []
         for i in range(cfg.eval_models):
             with torch.enable_grad():
@@ -489,10 +511,13 @@ class Distiller:
             self._log(metrics)
         memory = self._finish()
         if self.accelerator.is_main_process:
-            if self.test is not None and cfg.final_models:
-                evaluate_memory(memory, self.test, EvalConfig(models=cfg.final_models, epochs=cfg.final_epochs,
-                                width=cfg.eval_width, seed=cfg.seed, augment=cfg.augment, progress=cfg.progress),
-                                train=self.full_train, device=self.device)
+            final = EvalConfig(models=cfg.final_models or 1, epochs=cfg.final_epochs, width=cfg.eval_width, seed=cfg.seed,
+                               augment=cfg.augment, progress=cfg.progress)
+            if self.test is not None and cfg.final_models and self.by_images:  # few-shot episodes of the test split
+                few_shot_evaluation(memory, self.test, self.way, cfg.shots, cfg.final_models, final, cfg.seed,
+                                    device=self.device)
+            elif self.test is not None and cfg.final_models:
+                evaluate_memory(memory, self.test, final, train=self.full_train, device=self.device)
             self.run.save_memory(memory)
             if cfg.push_to_hub:
                 memory.push_to_hub(cfg.push_to_hub, push_dataset=cfg.push_dataset)

@@ -159,15 +159,20 @@ def standardized(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
-@torch.no_grad()
 def accuracy(net: nn.Module, data: ImageClassificationData, batch_size: int = 1024, device=None) -> float:
+    return accuracy_on(net, data.images, data.labels, batch_size, device)
+
+
+@torch.no_grad()
+def accuracy_on(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024, device=None) -> float:
+    """Share of `images` whose argmax logit is their label."""
     device = device or next(net.parameters()).device
     correct = 0
-    for start in range(0, len(data), batch_size):
-        x = data.images[start : start + batch_size].to(device)
-        y = data.labels[start : start + batch_size].to(device)
+    for start in range(0, len(labels), batch_size):
+        x = images[start : start + batch_size].to(device)
+        y = labels[start : start + batch_size].to(device)
         correct += int((net(x).argmax(1) == y).sum())
-    return correct / max(1, len(data))
+    return correct / max(1, len(labels))
 
 
 def evaluate_images(

@@ -63,16 +63,17 @@ def _resolve(path: str | os.PathLike, filename: str, kwargs: dict[str, Any]) -> 
         raise CheckpointError(f"cannot fetch {filename} of {path}: {also}{error}") from error
 
 
-def expected_tensors(cls: type, config: AddressableMemoryConfig) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor a memory of `config` saves: read from one built on the meta device (no memory,
-    no init), so every parameter and buffer the model defines is checked, whatever the config switches on."""
+def expected_tensors(cls: type, config: AddressableMemoryConfig) -> dict[str, tuple[tuple[int, ...], bool]]:
+    """Name -> (shape, holds floats) of every tensor a memory of `config` saves: read from one built on the meta
+    device (no memory, no init), so every parameter and buffer the model defines is checked (a query head's
+    BatchNorm counters, integers, included), whatever the config switches on."""
     with torch.device("meta"):
         model = cls(config)
-    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    return {name: (tuple(t.shape), t.is_floating_point()) for name, t in model.state_dict().items()}
 
 
 def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, kwargs: dict[str, Any],
-                     expected: dict[str, tuple[int, ...]]) -> None:
+                     expected: dict[str, tuple[tuple[int, ...], bool]]) -> None:
     """Refuse weights that are missing, corrupt, or shaped unlike `expected` (the config's tensors), naming the problem."""
     from safetensors import SafetensorError, safe_open
 
@@ -83,18 +84,18 @@ def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, k
             dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
             # integer or boolean tensors would be cast to float and used; NaN or inf would poison every recall
             problems = [f"tensor {key!r} holds {dtype} values, not floats" for key, dtype in dtypes.items()
-                        if dtype not in FLOAT_DTYPES]
+                        if dtype not in FLOAT_DTYPES and expected.get(key, ((), False))[1]]  # unexpected ones: below
             problems += [f"tensor {key!r} has non-finite values (NaN or inf)" for key in f.keys()
                          if dtypes[key] in FLOAT_DTYPES and not bool(f.get_tensor(key).isfinite().all())]
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{weights} is corrupt or not a safetensors file: {error}") from error
     if problems:
         raise CheckpointError(f"{weights} cannot be loaded: " + "; ".join(problems))
-    problems = [f"missing tensor {k!r} {shape}" for k, shape in expected.items() if k not in found]
+    problems = [f"missing tensor {k!r} {shape}" for k, (shape, _) in expected.items() if k not in found]
     problems += [f"unexpected tensor {k!r}" for k in found if k not in expected]
     problems += [
         f"{k!r} has shape {found[k]} but the config asks for {shape}"
-        for k, shape in expected.items()
+        for k, (shape, _) in expected.items()
         if k in found and found[k] != shape
     ]
     if problems:
@@ -250,6 +251,9 @@ def model_card(
                 f"floats, counted in the storage), image i of class y labelled softmax(s y + (y^T A_i) L); beyond the paper"
                 if config.soft_labels else "hard: every recalled image carries its query's class"),
         soft_labels=config.soft_labels,
+        query_encoder=config.query_encoder,
+        query_head_floats=config.query_head_floats(),
+        has_recalled="recalled.png" in pictures,
         output_stats=f"mean {config.output_mean:.3g}, std {config.output_std:.3g}",
         distillation=", ".join(f"{k}={v}" for k, v in (config.distillation or {}).items()) or None,
         evaluation=evaluation,

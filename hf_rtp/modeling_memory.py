@@ -20,6 +20,7 @@ from . import hub, viz
 from .configuration_memory import AddressableMemoryConfig
 from .data import ZCA, ImageClassificationData, PixelSpace, as_pixels, load_image_dataset, spec_for
 from .hub import CheckpointError
+from .query_head import QueryHead
 from .recall import class_ids, recalled_dataset, to_uint8_hwc
 
 __all__ = ["AddressableMemory", "CheckpointError", "MemoryOutput"]
@@ -57,6 +58,10 @@ class AddressableMemory(PreTrainedModel):
             # A label vector per base, addressed like the pixels, and the weight of the query's own class.
             self.label_bases = nn.Parameter(torch.empty(config.num_bases, config.num_classes))
             self.label_scale = nn.Parameter(torch.empty(()))
+        if config.query_encoder is not None:
+            # Image addressing (sec 5.3.2): images -> queries, learned with the bases and addressing.
+            self.query_head = QueryHead(config.query_encoder, config.image_shape, config.query_dim,
+                                        config.query_encoder_kwargs)
         if config.zca_regularization is not None:
             # Persistent buffers: saved with the weights, so a loaded memory can whiten test data and invert pictures.
             d = math.prod(config.image_shape)
@@ -94,6 +99,9 @@ class AddressableMemory(PreTrainedModel):
         n = self.config.num_classes
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n):
             raise ValueError(f"labels must lie in [0, {n}) for classes {self.config.class_names}, got {labels.tolist()}")
+        if addressed and self.config.addressed_by_images:
+            raise ValueError("this memory is addressed by images (it has a query head), not class labels; pass images= "
+                             "(or queries=)")
         if addressed and self.config.query_dim != n:
             raise ValueError(f"this memory is addressed by {self.config.query_dim}-d queries, not class labels; pass queries=")
         return labels
@@ -108,6 +116,31 @@ class AddressableMemory(PreTrainedModel):
         if not bool(torch.isfinite(queries).all()):
             raise ValueError("queries must be finite: found NaN or inf")
         return queries.to(self.bases.dtype)
+
+    def check_images(self, images: Any) -> torch.Tensor:
+        """Query images as a finite float (N, C, H, W) tensor of the memory's image shape, on its device and dtype."""
+        shape = tuple(self.config.image_shape)
+        images = torch.as_tensor(images, device=self.bases.device)
+        if not images.dtype.is_floating_point or images.dim() != 4 or tuple(images.shape[1:]) != shape:
+            raise ValueError(f"images must be (N, {', '.join(map(str, shape))}) float tensors in the memory's pixel space "
+                             f"(memory.preprocess turns PIL images or uint8 arrays into them), got {images.dtype} "
+                             f"{tuple(images.shape)}")
+        if not bool(torch.isfinite(images).all()):
+            raise ValueError("images must be finite: found NaN or inf")
+        return images.to(self.bases.dtype)
+
+    def image_queries(self, images: torch.Tensor) -> torch.Tensor:
+        """The query of each image, y = projection(encoder(x)): (N, C, H, W) -> (N, d_y)."""
+        if not self.config.addressed_by_images:
+            raise ValueError("this memory has no query head (config.query_encoder is None): address it by labels= or queries=")
+        return self.query_head(self.check_images(images))
+
+    def shot_queries(self, shots: torch.Tensor) -> torch.Tensor:
+        """One query per class from its k shots, the mean of their queries: (N, k, C, H, W) -> (N, d_y)."""
+        if shots.dim() != 5 or shots.shape[1] < 1:
+            raise ValueError(f"shots must be (N classes, k shots, C, H, W), got {tuple(shots.shape)}")
+        n, k = shots.shape[:2]
+        return self.image_queries(shots.flatten(0, 1)).view(n, k, -1).mean(1)
 
     def _check_indices(self, image_indices: torch.Tensor | None, n: int) -> torch.Tensor:
         r = self.config.images_per_query
@@ -192,14 +225,20 @@ class AddressableMemory(PreTrainedModel):
         labels: torch.Tensor | None = None,
         queries: torch.Tensor | None = None,
         image_indices: torch.Tensor | None = None,
+        images: torch.Tensor | None = None,
     ) -> MemoryOutput:
-        """Recall images for class ids (`labels`) or arbitrary d_y vectors (`queries`), eqn 2.
+        """Recall images for class ids (`labels`), arbitrary d_y vectors (`queries`) or, with a query head, query
+        images (`images`, one query each), eqn 2.
 
         Returns images (N*m, C, H, W) grouped by query (m = r, or the width of `image_indices`) and the label
-        of each image (None for `queries`).
+        of each image (None for `queries` and `images`).
         """
-        if (labels is None) == (queries is None):
-            raise ValueError("pass exactly one of labels= (class ids) or queries= (d_y vectors)")
+        if sum(x is not None for x in (labels, queries, images)) != 1:
+            raise ValueError("pass exactly one of labels= (class ids), queries= (d_y vectors) or images= (query images)")
+        if images is not None:
+            queries = self.image_queries(images)
+            image_indices = self._check_indices(image_indices, queries.shape[0])
+            return MemoryOutput(self.synthesize(self.coefficients(queries, image_indices)), None)
         if labels is not None:
             labels = self.check_labels(labels)
             image_indices = self._check_indices(image_indices, labels.shape[0])
@@ -278,14 +317,29 @@ class AddressableMemory(PreTrainedModel):
         query_labels: Sequence[int] | None = None,
         preview: bool = False,
         batch_size: int = 64,
+        images: Any = None,
+        labels: Sequence[int | str] | None = None,
     ) -> datasets.Dataset:
-        """The recalled synthetic set as a `datasets.Dataset` (eqn 2 for every chosen class, or each query vector).
+        """The recalled synthetic set as a `datasets.Dataset` (eqn 2 for every chosen class, each query vector, or
+        each group of query images).
 
+        `images` with `labels` (one per image, any names or ids): the few-shot recall of sec 5.3.2. The shots of each
+        label are averaged into one query (y = mean of projection(encoder(x))), which recalls r images that carry
+        that label; the `label` ClassLabel names the given labels in order of first appearance. `images` are tensors
+        in the memory's pixel space, or anything `preprocess` takes (PIL images, uint8 arrays).
         Columns: `pixel_values` (float32, exact, in the memory's pixel space), `label` (ClassLabel), `address`; for
-        queries also `query`, `query_id`; for a memory with learned soft labels `soft_label` (the distribution over
-        classes to train on); with `preview=True` a contrast-stretched uint8 `image` for viewing.
+        queries and images also `query`, `query_id`; for a memory with learned soft labels `soft_label` (the
+        distribution over classes to train on); with `preview=True` a contrast-stretched uint8 `image` for viewing.
         """
-        if queries is not None:
+        class_names = None
+        if images is not None:
+            if classes is not None or queries is not None or query_labels is not None:
+                raise ValueError("pass images= with labels= alone (not classes=, queries= or query_labels=)")
+            queries, class_names, query_labels = self._group_queries(images, labels)
+            rows = queries
+        elif labels is not None:
+            raise ValueError("labels= names the classes of query images: it goes with images=")
+        elif queries is not None:
             if classes is not None:
                 raise ValueError("pass either classes= or queries=, not both")
             queries = self.check_queries(queries)
@@ -320,13 +374,33 @@ class AddressableMemory(PreTrainedModel):
             previews=np.concatenate(previews) if preview and previews else ([] if preview else None),
             soft_labels=(np.concatenate(soft) if soft else np.zeros((0, self.config.num_classes), np.float32))
             if self.config.soft_labels else None,
+            class_names=class_names,
         )
+
+    def _group_queries(self, images: Any, labels: Sequence[int | str] | None) -> tuple[torch.Tensor, list[str], np.ndarray]:
+        """Few-shot queries: the mean query of each label's images -> (queries (G, d_y), group names, group ids)."""
+        if labels is None:
+            raise ValueError("images= needs labels= (one per image: which shots belong together)")
+        if not isinstance(images, torch.Tensor):
+            images = self.preprocess(images)
+        if len(labels) != len(images):
+            raise ValueError(f"labels needs one label per image ({len(images)} images), got {len(labels)}")
+        if len(images) == 0:
+            raise ValueError("no query images given")
+        names = [str(label) for label in labels]
+        groups = list(dict.fromkeys(names))  # in order of first appearance
+        features = self.image_queries(images)
+        owner = torch.tensor([groups.index(name) for name in names], device=features.device)
+        queries = torch.stack([features[owner == g].mean(0) for g in range(len(groups))])
+        return queries, groups, np.arange(len(groups))
 
     @torch.no_grad()
     def save_pictures(self, folder: str | os.PathLike, classes: Sequence[int | str] | None = None, per_class: int = 10) -> list[Path]:
         """recalled.png (up to 20 classes, `per_class` images each, contrast-stretched so a person sees them),
         bases.png, and with learned addressing by labels class_similarity.png."""
         folder = Path(folder)
+        if self.config.addressed_by_images:  # nothing to recall without query images: the bases alone
+            return [viz.save_bases(self.bases[:32], folder / "bases.png", total=self.config.num_bases)]
         ids = class_ids(self.config.class_names, classes)[:20]
         m = min(per_class, self.config.images_per_query)
         images = self(labels=torch.tensor(ids, device=self.device), image_indices=torch.arange(m)).images.float()
@@ -342,6 +416,7 @@ class AddressableMemory(PreTrainedModel):
     def for_dataset(
         cls, data: ImageClassificationData, ipc: float = 1, num_bases: int = 16, downsample: int = 2,
         addressing: str = "learned", output_norm: str = "standardize", soft_labels: bool = False,
+        query_encoder: str | None = None, query_dim: int | None = None, query_encoder_kwargs: dict | None = None,
     ) -> "AddressableMemory":
         """A fresh memory sized for `data` and a budget of `ipc` images per class (eqn 4), carrying its class
         names, pixel space (normalisation or ZCA) and, for output_norm='standardize', its per-image statistics."""
@@ -352,7 +427,8 @@ class AddressableMemory(PreTrainedModel):
         config = AddressableMemoryConfig.for_budget(
             data.image_shape, data.class_names, ipc=ipc, num_bases=num_bases, downsample=downsample, addressing=addressing,
             mean=data.mean, std=data.std, dataset_name=data.name or None, output_norm=output_norm,
-            zca_regularization=data.zca.regularization if data.zca is not None else None, soft_labels=soft_labels, **stats,
+            zca_regularization=data.zca.regularization if data.zca is not None else None, soft_labels=soft_labels,
+            query_encoder=query_encoder, query_dim=query_dim, query_encoder_kwargs=dict(query_encoder_kwargs or {}), **stats,
         )
         memory = cls(config)
         if data.zca is not None:
@@ -367,10 +443,11 @@ class AddressableMemory(PreTrainedModel):
         vectors of `basis_per_class` downsampled real images per class (the K-dimensional subspace that holds them
         best), and A_i[c] holds the coordinates of a real image of class c in it, so recall(c, i) starts as that
         image seen through the bases (eqn 2). Bases and coordinates are rescaled against each other so both have
-        the same RMS, the balance the random init has."""
+        the same RMS, the balance the random init has. An image-addressed memory has no class to address: its bases
+        span real images the same way (at unit RMS) and its addressing keeps its random start."""
         config = self.config
-        if config.query_dim != config.num_classes:
-            raise ValueError("init_from_real needs a memory addressed by class labels (query_dim == classes)")
+        if config.query_dim != config.num_classes and not config.addressed_by_images:
+            raise ValueError("init_from_real needs a memory addressed by class labels or images, not raw queries")
         self.check_data(data)
         n, r, k, ds = config.num_classes, config.images_per_query, config.num_bases, config.downsample
 
@@ -392,6 +469,9 @@ class AddressableMemory(PreTrainedModel):
         _, _, vh = torch.linalg.svd(pool, full_matrices=False)
         bases = torch.zeros(k, pool.shape[1], dtype=pool.dtype, device=pool.device)
         bases[: min(k, len(vh))] = vh[:k]
+        if config.addressed_by_images:  # no class to address: the bases span real images, the addressing stays random
+            self.bases.copy_((bases * bases.numel() ** 0.5 / bases.norm()).view_as(self.bases))  # unit RMS
+            return
         targets = per_class(r).flatten(2)  # (n, r, d'): the images A_i[c] starts from
         coordinates = targets @ bases.T  # (n, r, K)
         scale = (coordinates.pow(2).mean().sqrt() / bases.pow(2).mean().sqrt().clamp_min(1e-12)).sqrt()

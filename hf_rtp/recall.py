@@ -54,13 +54,15 @@ def recalled_dataset(
     queries: np.ndarray | None = None,
     previews: np.ndarray | None = None,
     soft_labels: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> Dataset:
     """The Dataset of recalled images grouped by query (`images_per_query` consecutive rows per query).
 
     Columns: `pixel_values` (Array3D float32, exactly what the memory produced, in the dataset's pixel space),
     `label` (ClassLabel; per query), `address` (which addressing matrix i made the image), with `queries` also
     `query` and `query_id`, with `soft_labels` (one distribution over the classes per image) `soft_label`, and with
-    `previews` an `image` column (uint8) for viewing.
+    `previews` an `image` column (uint8) for viewing. `class_names` overrides the memory's for the `label` column
+    (few-shot recall by images, whose groups are the caller's classes).
     """
     c, h, w = config.image_shape
     r = images_per_query
@@ -73,7 +75,7 @@ def recalled_dataset(
         features["query_id"] = Value("int64")
         columns["query"], columns["query_id"] = queries.astype(np.float32)[owner], owner
     if labels is not None:
-        features["label"] = ClassLabel(names=config.class_names)
+        features["label"] = ClassLabel(names=list(class_names or config.class_names))
         columns["label"] = np.asarray(labels, dtype=np.int64)[owner]
     if soft_labels is not None:
         features["soft_label"] = List(Value("float32"), length=config.num_classes)

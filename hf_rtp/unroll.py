@@ -391,3 +391,52 @@ class InnerLoop:
         run = unroll_reference if reference else functools.partial(unroll, inner_step=self.step, buffers=self.buffers)
         return run(self.functional, init, step_data, list(memory.parameters()), outer, len(picks),
                    lr=self.lr, momentum=self.momentum, window=self.window)
+
+    def unroll_images(
+        self,
+        memory: AddressableMemory,
+        shots: torch.Tensor,
+        picks: torch.Tensor,
+        real_images: torch.Tensor,
+        real_labels: torch.Tensor,
+        init: Sequence[torch.Tensor],
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        reference: bool = False,
+    ) -> UnrollResult:
+        """One episode of image addressing (sec 5.3.2): `shots` (N, k, C, H, W), k images of each of N classes, make
+        one query per class (the mean of y = projection(encoder(x)) over its shots); inner step t trains on the
+        recalled images `picks[t]` (T, N, s) with episode labels 0..N-1, and the outer loss is the cross-entropy on
+        the real batch (labels 0..N-1 too). Returns L(w_T) and its exact gradient with respect to every memory
+        parameter, query head included, in `memory.parameters()` order.
+
+        The queries are computed once per unroll; the engine treats them as one more leaf, and their gradient goes
+        back through the head once, after the unroll (not once per inner step)."""
+        augment = augment or (lambda x: x)
+        n = shots.shape[0]
+        labels = torch.arange(n, device=shots.device).repeat_interleave(picks.shape[-1])
+        with torch.enable_grad():
+            queries = memory.shot_queries(shots)
+        chunk = len(labels) if real_images.device.type == "cpu" else len(real_labels)
+        outer = real_batch_loss(self.functional, real_images, real_labels, chunk=chunk)
+        names = [name for name, _ in memory.named_parameters()]
+        params = list(memory.parameters())
+        if reference:  # whole-graph autograd from the loss to every parameter, head included
+            def step_data(t: int) -> tuple[torch.Tensor, torch.Tensor]:
+                return augment(memory.synthesize(memory.coefficients(queries, picks[t]))), labels
+
+            return unroll_reference(self.functional, init, step_data, params, outer, len(picks),
+                                    lr=self.lr, momentum=self.momentum, window=self.window)
+        leaf = queries.detach().requires_grad_(True)
+
+        def step_data(t: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return augment(memory.synthesize(memory.coefficients(leaf, picks[t]))), labels
+
+        tables = [p for name, p in zip(names, params) if not name.startswith("query_head.")]
+        result = unroll(self.functional, init, step_data, tables + [leaf], outer, len(picks), lr=self.lr,
+                        momentum=self.momentum, window=self.window, inner_step=self.step, buffers=self.buffers)
+        *table_grads, query_grad = result.grads
+        head = [p for name, p in zip(names, params) if name.startswith("query_head.")]
+        head_grads = torch.autograd.grad(queries, head, grad_outputs=query_grad, allow_unused=True)
+        by_param = {id(p): g for p, g in zip(tables, table_grads)}
+        by_param.update({id(p): torch.zeros_like(p) if g is None else g for p, g in zip(head, head_grads)})
+        return UnrollResult(loss=result.loss, grads=[by_param[id(p)] for p in params], params=result.params)

@@ -1,0 +1,155 @@
+"""Few-shot recall by images (Table 4 of the paper, at our scale): N-way k-shot episodes of the test split.
+
+    python bench/few_shot.py IMAGE_MEMORY LABEL_MEMORY --episodes 100 --way 5 10 --shots 1 5
+    python bench/few_shot.py IMAGE_MEMORY LABEL_MEMORY --held-out 5 6 7 8 9     # classes never seen in distillation
+
+Per episode (classes and shots drawn from the test split, seeded), three ways to build a classifier for its N
+classes from its k shots per class (the shots' labels are never shown to a memory):
+- image addressing: the image-addressed memory recalls r images per class from the mean query of its shots; a
+  fresh ConvNet (the protocol's, `--learner-width`) trains on them;
+- nearest neighbour: a classifier network (the memory's query-encoder architecture, trained on the memory's
+  training classes) embeds shots and test images; each test image takes the class of the nearest shot prototype;
+- classify-then-recall: the same classifier labels each class's shots (summed log-probabilities), the
+  label-addressed memory recalls r' images of that label, and a fresh ConvNet trains on them.
+Both networks are scored on up to `--test-per-class` other test images of each episode class. Reported: mean and
+95% interval (1.96 std / sqrt(episodes)) over episodes, with each memory's stored floats and the head's weights.
+Writes bench/results/few_shot.json (few_shot_held_out.json with --held-out; --merge adds settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+from common import RESULTS, add_result_options, command_line, default_device, resolve_dataset, write_result
+
+
+def train_classifier(name: str, kwargs: dict, train, epochs: int, device: str, seed: int = 0):
+    """The timm network `name` as a classifier of `train`'s classes (AdamW 1e-3, batch 256, `epochs` epochs)."""
+    import timm
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    net = timm.create_model(name, in_chans=train.image_shape[0], num_classes=train.num_classes, pretrained=False, **kwargs)
+    net.to(device).train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(train), generator=generator)
+        for start in range(0, len(order), 256):
+            rows = order[start : start + 256]
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(net(train.images[rows].to(device)), train.labels[rows].to(device)).backward()
+            optimizer.step()
+    return net.eval()
+
+
+def features(net, images, device):
+    import torch
+
+    with torch.no_grad():
+        return net.forward_head(net.forward_features(images.to(device)), pre_logits=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("image_memory", help="an image-addressed memory (folder or Hub id)")
+    parser.add_argument("label_memory", help="a label-addressed memory of the same storage budget")
+    parser.add_argument("--dataset", default=None, help="default: the image memory's (MNIST's local copy when present)")
+    parser.add_argument("--way", type=int, nargs="+", default=[5, 10])
+    parser.add_argument("--shots", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--episodes", type=int, default=100)
+    parser.add_argument("--held-out", nargs="*", default=None,
+                        help="test classes (names) the image memory never saw; default: its own classes")
+    parser.add_argument("--learner-width", type=int, default=32)
+    parser.add_argument("--learner-epochs", type=int, default=100)
+    parser.add_argument("--classifier-epochs", type=int, default=1)
+    parser.add_argument("--test-per-class", type=int, default=100)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    add_result_options(parser, RESULTS / "few_shot.json", mergeable=True)
+    args = parser.parse_args()
+    if args.held_out and args.output == str(RESULTS / "few_shot.json"):
+        args.output = str(RESULTS / "few_shot_held_out.json")  # its own table
+
+    import numpy as np
+    import torch
+
+    from hf_rtp import AddressableMemory
+    from hf_rtp.data import load_train_test
+    from hf_rtp.episodes import draw_episode, episode_accuracy
+    from hf_rtp.evaluate import EvalConfig, accuracy_on, train_from_scratch
+
+    device = args.device or default_device()
+    by_images = AddressableMemory.from_pretrained(args.image_memory).to(device).eval()
+    by_labels = AddressableMemory.from_pretrained(args.label_memory).to(device).eval()
+    if not by_images.config.addressed_by_images or by_labels.config.addressed_by_images:
+        raise SystemExit("few_shot.py: the first memory must have a query head and the second be addressed by labels")
+    dataset = resolve_dataset(args.dataset or by_images.config.dataset_name)
+    train, test = load_train_test(dataset, space=by_images.pixel_space())
+    seen = by_images.config.class_names  # the classes the image memory (and the classifier) were trained on
+    train = train.with_classes(seen)
+    test = test.with_classes(args.held_out) if args.held_out else test.with_classes(seen)
+    if args.held_out and set(args.held_out) & set(seen):
+        raise SystemExit(f"few_shot.py: --held-out {args.held_out} overlaps the memory's classes {seen}")
+    started = time.perf_counter()
+    classifier = train_classifier(by_images.config.query_encoder, by_images.config.query_encoder_kwargs, train,
+                                  args.classifier_epochs, device, args.seed)
+    print(f"classifier {by_images.config.query_encoder} trained in {time.perf_counter() - started:.0f} s", flush=True)
+    learner = EvalConfig(epochs=args.learner_epochs, width=args.learner_width, progress=False, seed=args.seed)
+    label_names = by_labels.config.class_names
+
+    def classify_then_recall(episode) -> float:
+        n, k = episode.shots.shape[:2]
+        with torch.no_grad():
+            scores = classifier(episode.shots.flatten(0, 1).to(device)).log_softmax(-1).view(n, k, -1).sum(1)
+            # the classifier's class names -> the label memory's ids (both trained on the same classes)
+            picked = [label_names.index(seen[int(c)]) for c in scores.argmax(-1)]
+            images = by_labels(labels=torch.tensor(picked, device=device)).images
+        labels = torch.arange(n, device=device).repeat_interleave(by_labels.config.images_per_query)
+        net = train_from_scratch(images, labels, n, learner, args.seed, device)
+        return accuracy_on(net, episode.images, episode.labels, device=device)
+
+    def nearest_neighbour(episode) -> float:
+        n, k = episode.shots.shape[:2]
+        prototypes = features(classifier, episode.shots.flatten(0, 1), device).view(n, k, -1).mean(1)
+        queries = features(classifier, episode.images, device)
+        nearest = torch.cdist(queries, prototypes).argmin(1)
+        return float((nearest.cpu() == episode.labels.cpu()).float().mean())
+
+    methods = {"image addressing": lambda e: episode_accuracy(by_images, e, learner, device),
+               "nearest neighbour": nearest_neighbour}
+    if not args.held_out:  # the label memory cannot recall classes it was never distilled on
+        methods["classify-then-recall"] = classify_then_recall
+    rows = []
+    record = {"image_memory": args.image_memory, "label_memory": args.label_memory, "dataset": dataset,
+              "held_out": args.held_out or [], "seen": seen, "episodes": args.episodes,
+              "image_memory_floats": by_images.config.storage_floats(),
+              "label_memory_floats": by_labels.config.storage_floats(),
+              "query_head_floats": by_images.config.query_head_floats(), "query_encoder": by_images.config.query_encoder,
+              "learner": f"ConvNet-{args.learner_width} x {args.learner_epochs} epochs",
+              "classifier_epochs": args.classifier_epochs, "rows": rows}
+    for way in args.way:
+        for shots in args.shots:
+            if way > test.num_classes:
+                print(f"skip {way}-way: only {test.num_classes} test classes")
+                continue
+            generator = torch.Generator().manual_seed(args.seed + 1000 * way + shots)
+            episodes = [draw_episode(test, way, shots, args.test_per_class, generator) for _ in range(args.episodes)]
+            row = {"way": way, "shots": shots, "held_out": bool(args.held_out), "command": command_line()}
+            for name, method in methods.items():
+                runs = [method(e) for e in episodes]
+                row[name] = {"mean": float(np.mean(runs)), "std": float(np.std(runs)),
+                             "ci95": 1.96 * float(np.std(runs)) / math.sqrt(len(runs)), "runs": runs}
+                print(f"{way}-way {shots}-shot {name:22s} {100 * row[name]['mean']:.2f} +- "
+                      f"{100 * row[name]['ci95']:.2f}%", flush=True)
+            rows.append(row)
+            write_result(args.output, record, args, device=device,
+                         row_key=lambda r: (r["way"], r["shots"], r["held_out"]))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Image addressing (sec 5.3.2): a timm query head inside the memory, recall by images, saving and loading."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from hf_rtp import AddressableMemory, AddressableMemoryConfig
+from hf_rtp.hub import CheckpointError
+
+CLASSES = [str(i) for i in range(10)]
+# A small timm CNN with BatchNorm (its integer num_batches_tracked buffers must load too).
+ENCODER = "test_resnet"
+
+
+def image_memory(**kwargs) -> AddressableMemory:
+    torch.manual_seed(0)
+    config = AddressableMemoryConfig(image_shape=[1, 16, 16], class_names=CLASSES, num_bases=6, images_per_query=3,
+                                     downsample=2, query_dim=8, mean=[0.0], std=[1.0], query_encoder=ENCODER,
+                                     **kwargs)
+    return AddressableMemory(config)
+
+
+def test_the_head_is_built_from_the_config_and_measures_its_width():
+    memory = image_memory()
+    head = memory.query_head
+    assert head.projection.in_features == head.encoder.num_features == 96  # measured, as timm reports it
+    assert head.projection.out_features == 8
+    assert memory.config.query_head_floats() == sum(p.numel() for p in head.parameters()) + sum(
+        b.numel() for name, b in head.named_buffers() if b.is_floating_point())
+    assert memory.config.storage_floats() == 6 * 8 * 8 + 3 * 8 * 6  # the head is reported, not counted
+
+
+def test_recall_by_images_is_eqn2_with_the_projected_features():
+    memory = image_memory()
+    x = torch.randn(4, 1, 16, 16)
+    images, labels = memory(images=x)
+    assert labels is None and images.shape == (4 * 3, 1, 16, 16)
+    y = memory.query_head.projection(memory.query_head.encoder(x))
+    torch.testing.assert_close(images, memory(queries=y).images)
+    # one image's query does not depend on the others in its batch (the encoder's BatchNorm uses stored statistics)
+    torch.testing.assert_close(memory(images=x[:1]).images, images[:3])
+
+
+def test_recall_averages_each_groups_shots_into_one_query():
+    memory = image_memory()
+    shots = torch.randn(6, 1, 16, 16)
+    ds = memory.recall(images=shots, labels=["7", "3", "7", "3", "7", "3"])
+    assert ds.num_rows == 2 * 3 and ds.features["label"].names == ["7", "3"]
+    assert ds["label"] == [0, 0, 0, 1, 1, 1]
+    queries = memory.image_queries(shots)
+    expected = memory(queries=torch.stack([queries[0::2].mean(0), queries[1::2].mean(0)])).images
+    torch.testing.assert_close(torch.tensor(ds["pixel_values"]), expected)
+
+
+def test_bad_image_queries_get_clear_errors():
+    memory = image_memory()
+    with pytest.raises(ValueError, match=r"images must be \(N, 1, 16, 16\)"):
+        memory(images=torch.randn(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"images must be \(N, 1, 16, 16\)"):
+        memory(images=torch.randn(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="finite"):
+        memory(images=torch.full((1, 1, 16, 16), float("nan")))
+    with pytest.raises(ValueError, match="one label per image"):
+        memory.recall(images=torch.randn(3, 1, 16, 16), labels=["a", "b"])
+    with pytest.raises(ValueError, match="labels="):
+        memory.recall(images=torch.randn(3, 1, 16, 16))
+    with pytest.raises(ValueError, match="addressed by images"):
+        memory(labels=torch.arange(2))
+    plain = AddressableMemory(AddressableMemoryConfig(image_shape=[1, 16, 16], class_names=CLASSES, mean=[0.0], std=[1.0]))
+    with pytest.raises(ValueError, match="no query head"):
+        plain(images=torch.randn(1, 1, 16, 16))
+    from huggingface_hub.errors import StrictDataclassClassValidationError as Invalid
+
+    with pytest.raises(Invalid, match="not a timm model"):
+        AddressableMemoryConfig(image_shape=[1, 16, 16], class_names=CLASSES, query_dim=8, mean=[0.0], std=[1.0],
+                                query_encoder="no_such_net")
+    with pytest.raises(Invalid, match="in_chans"):
+        AddressableMemoryConfig(image_shape=[1, 16, 16], class_names=CLASSES, query_dim=8, mean=[0.0], std=[1.0],
+                                query_encoder=ENCODER, query_encoder_kwargs={"in_chans": 3})
+
+
+def test_an_image_addressed_memory_round_trips_bit_exactly(tmp_path, fake_hub):
+    memory = image_memory()
+    shots = torch.randn(5, 1, 16, 16)
+    before = memory(images=shots).images
+    memory.save_pretrained(tmp_path / "m")
+    loaded = AddressableMemory.from_pretrained(tmp_path / "m")
+    assert loaded.config.query_encoder == ENCODER
+    for (name, a), (_, b) in zip(memory.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert torch.equal(loaded(images=shots).images, before)
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "addressed by images" in card and "recall(images=" in card
+    memory.push_to_hub("user/image-memory")
+    from_hub = AddressableMemory.from_pretrained("user/image-memory")
+    assert torch.equal(from_hub(images=shots).images, before)
+
+
+def test_missing_or_misshapen_head_tensors_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    memory = image_memory()
+    memory.save_pretrained(tmp_path / "m")
+    weights = load_file(tmp_path / "m" / "model.safetensors")
+    name = "query_head.projection.weight"
+    save_file({k: v for k, v in weights.items() if k != name}, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=f"missing tensor '{name}'"):
+        AddressableMemory.from_pretrained(tmp_path / "m")
+    save_file({**weights, name: torch.zeros(9, 96)}, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=f"'{name}' has shape"):
+        AddressableMemory.from_pretrained(tmp_path / "m")
+    # a head-less config on the same weights: the head's tensors are unexpected, not silently dropped
+    save_file(weights, tmp_path / "m" / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "query_encoder": None}))
+    with pytest.raises(CheckpointError, match="unexpected tensor 'query_head"):
+        AddressableMemory.from_pretrained(tmp_path / "m")
+
+
+def test_cli_recalls_from_a_folder_of_class_folders(tmp_path, capsys):
+    from hf_rtp.cli import main
+
+    memory = image_memory()
+    memory.save_pretrained(tmp_path / "m")
+    for name in ("cat", "dog"):
+        (tmp_path / "shots" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray((torch.rand(16, 16) * 255).byte().numpy(), mode="L").save(tmp_path / "shots" / name / f"{i}.png")
+    assert main(["recall", str(tmp_path / "m"), "--images", str(tmp_path / "shots"), "--output", str(tmp_path / "out")]) == 0
+    from datasets import load_from_disk
+
+    ds = load_from_disk(str(tmp_path / "out"))
+    assert ds.num_rows == 2 * 3 and ds.features["label"].names == ["cat", "dog"]
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(SystemExit) as stop:
+        main(["recall", str(tmp_path / "m"), "--images", str(tmp_path / "empty"), "--output", str(tmp_path / "out2")])
+    assert stop.value.code == 2 and "no images" in capsys.readouterr().err
+
+
+def test_the_encoders_meta_gradient_equals_whole_graph_autograd():
+    """Queries are computed once per unroll and their gradient goes through the head once; it must equal autograd
+    through the whole unrolled graph, for the encoder, the projection, the bases and the addressing alike."""
+    from hf_rtp.learners import ConvNet
+    from hf_rtp.unroll import InnerLoop
+
+    torch.manual_seed(0)
+    memory = image_memory().double()
+    with torch.no_grad():
+        memory.bases.mul_(10)
+    loop = InnerLoop(ConvNet(1, 3, 16, width=4).double(), lr=0.1, momentum=0.9, keep_memory=False)
+    init = [p.double() for p in loop.init_params(torch.Generator().manual_seed(1))]
+    g = torch.Generator().manual_seed(2)
+    shots = torch.randn(3, 2, 1, 16, 16, generator=g, dtype=torch.float64)
+    picks = torch.stack([torch.stack([torch.randperm(3, generator=g)[:2] for _ in range(3)]) for _ in range(5)])
+    real = torch.randn(9, 1, 16, 16, generator=g, dtype=torch.float64), torch.arange(9) % 3
+    engine = loop.unroll_images(memory, shots, picks, *real, init)
+    reference = loop.unroll_images(memory, shots, picks, *real, init, reference=True)
+    assert engine.loss == pytest.approx(reference.loss, rel=1e-12)
+    names = [name for name, _ in memory.named_parameters()]
+    encoder = [i for i, name in enumerate(names) if name.startswith("query_head.encoder.")]
+    assert encoder and any(float(reference.grads[i].abs().max()) > 0 for i in encoder)  # the encoder learns
+    for name, a, b in zip(names, engine.grads, reference.grads):
+        if float(b.norm()) == 0:  # e.g. a BatchNorm shift right before a pooling that ignores it
+            assert float(a.norm()) == 0, name
+            continue
+        assert float((a - b).norm() / b.norm()) < 1e-9, name
+
+
+def test_the_distiller_trains_an_image_addressed_memory_episodically_and_resumes(tmp_path):
+    from hf_rtp import Distiller
+    from hf_rtp.data import load_image_dataset
+
+    from helpers import assert_same, state, tiny
+
+    train, test = load_image_dataset("digits", "train"), load_image_dataset("digits", "test")
+
+    def fresh():
+        torch.manual_seed(0)
+        config = AddressableMemoryConfig.for_budget(train.image_shape, train.class_names, ipc=1, num_bases=8,
+                                                    query_dim=6, mean=train.mean, std=train.std, dataset_name="digits",
+                                                    query_encoder=ENCODER)
+        return AddressableMemory(config)
+
+    memory = fresh()
+    before = state(memory)
+    settings = dict(classes_per_step=3, shots=2, eval_episodes=2, final_models=2, final_epochs=3)
+    done = Distiller(tiny(tmp_path / "a", steps=4, **settings), memory, train, test=test).train()
+    after = state(done)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert "bases" in changed and "addressing" in changed and any(k.startswith("query_head.encoder.") for k in changed)
+    assert done.config.evaluation["few_shot"] == "3-way 2-shot" and len(done.config.evaluation["accuracy"]["runs"]) == 2
+    assert "3-way 2-shot" in (tmp_path / "a" / "memory" / "README.md").read_text()
+    # stopped after 2 steps and resumed to 4: the same memory as the uninterrupted run
+    Distiller(tiny(tmp_path / "b", steps=2, **settings), fresh(), train).train()
+    resumed = Distiller(tiny(tmp_path / "b", steps=4, resume=True, **settings), fresh(), train, test=test).train()
+    assert_same(state(resumed), after)
+
+
+def test_cli_distills_an_image_addressed_memory(tmp_path, capsys):
+    from hf_rtp.cli import main
+
+    from helpers import TINY_CLI
+
+    out = tmp_path / "run"
+    main(["distill", "--output-dir", str(out), *TINY_CLI, "--query-encoder", ENCODER, "--query-dim", "6",
+          "--classes-per-step", "3", "--shots", "2", "--eval-episodes", "2"])
+    text = capsys.readouterr().out
+    assert "3-way 2-shot episodes of the test split" in text
+    memory = AddressableMemory.from_pretrained(out / "memory")
+    assert memory.config.query_encoder == ENCODER and memory.config.query_dim == 6
+    main(["info", str(out / "memory")])
+    assert "addressed    by images" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        main(["distill", "--output-dir", str(tmp_path / "bad"), *TINY_CLI, "--query-dim", "6"])
+    assert stop.value.code == 2 and "needs --query-encoder" in capsys.readouterr().err
+
+
+def test_real_init_gives_an_image_addressed_memory_bases_that_span_real_images():
+    from hf_rtp.data import load_image_dataset
+
+    digits = load_image_dataset("digits", "train")
+    memory = AddressableMemory.for_dataset(digits, ipc=1, num_bases=8, query_encoder=ENCODER, query_dim=6)
+    addressing = memory.addressing.detach().clone()
+    memory.init_from_real(digits, torch.Generator().manual_seed(0))
+    b = memory.bases.detach().flatten(1).double()
+    assert float(b.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-6)
+    real = torch.nn.functional.avg_pool2d(digits.images[:50].double(), 2).flatten(1)
+    residual = real - real @ torch.linalg.pinv(b) @ b  # real images are mostly inside the span of the bases
+    assert float(residual.norm() / real.norm()) < 0.5
+    assert torch.equal(memory.addressing.detach(), addressing)  # no class to address: left as it was
