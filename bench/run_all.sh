@@ -65,6 +65,11 @@ python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag wi
 python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag width64 --settings '{"learner_width": 64, "eval_every": 10}' --no-progress --output bench/results/speedups/width64.json
 python bench/mnist.py --plot
 python bench/report.py
+# Issue 12: an image-addressed MNIST memory (the README's configuration, the CLI, under 30 minutes), then few-shot
+# episodes against nearest neighbour and classify-then-recall with the IPC 1 preset memory (the same budget)
+hf-rtp distill --dataset ../shared/data/mnist --ipc 1 --query-encoder resnet10t --query-dim 16 --classes-per-step 5 --shots 1 --unroll-steps 50 --learner-width 32 --synthetic-per-class 4 --real-per-class 32 --optimizer adam --lr 0.01 --init real --max-minutes 25 --steps 100000 --eval-every 50 --eval-epochs 150 --eval-width 32 --eval-episodes 10 --final-models 20 --final-epochs 300 --output-dir bench/results/runs/mnist-ipc1-by-images --overwrite-output-dir --no-progress
+python bench/few_shot.py bench/results/runs/mnist-ipc1-by-images/memory bench/results/memories/mnist-ipc1-memory-preset --way 5 --shots 1 5 --episodes 100
+python bench/report.py
 # The GPU tables
 if [ -n "${GPU:-}" ]; then
     PROVISION=0 bash bench/gpu_checks.sh

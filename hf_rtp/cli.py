@@ -124,6 +124,9 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                          f"(and --push-to-hub REPO to update the Hub card)")
     _quiet(config.progress)
     memory = _load_memory(args.memory)
+    if memory.config.addressed_by_images:
+        raise UsageError(f"{args.memory} is addressed by images: it is scored on few-shot episodes "
+                         f"(bench/few_shot.py, or hf_rtp.episodes.few_shot_evaluation), not by recalling every class")
     dataset = args.dataset or memory.config.dataset_name
     if not dataset:
         raise UsageError("the memory does not record its dataset: pass --dataset")

@@ -59,7 +59,7 @@ class DistillConfig:
     augment: str | None = field(default=None, metadata={"help": "Differentiable augmentation drawn once per unroll and applied to every inner step's recalled images and to the real batch: DSA ops joined by _ (e.g. flip_rotate, the paper's CIFAR setting) or a named strategy (cifar, dsa, digits); None for none."})
     compile: bool | None = field(default=None, metadata={"help": "torch.compile the per-step work of the unroll and the validation networks (about 1.4x faster on CPU after a one-off compile of under a minute). None: on where a compiler exists (a C++ compiler on CPU, Triton on a GPU)."})
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = field(default="default", metadata={"help": "torch.compile's mode for the unroll's per-step work: `reduce-overhead` replays it as CUDA graphs (on an H100 at T=150, 0.32 s per outer step against 0.70 s compiled and 1.52 s eager; GPU only, check your gradients on your setup)."})
-    init: Literal["random", "real"] = field(default="random", metadata={"help": "How a new memory starts: `random` tables (Xavier, the paper) or `real` images of the training split at the data's scale (one_hot: the images; learned: bases spanning real images and addressing that recalls some of them)."})
+    init: Literal["random", "real"] = field(default="random", metadata={"help": "How a new memory starts: `random` tables (Xavier, the paper) or `real` images of the training split at the data's scale (one_hot: the images; learned: bases spanning real images and addressing that recalls some of them; image-addressed: bases spanning real images and a query head standardised on them)."})
     inner_loops: int = field(default=1, metadata={"help": 'Independent unrolls per process per outer step, averaged.'})
     optimizer: Literal["sgd", "adam"] = field(default="sgd", metadata={"help": "Outer optimizer for bases and addressing: `sgd` (the authors') or `adam`."})
     lr: float = field(default=0.1, metadata={"help": 'Outer learning rate.'})
@@ -203,6 +203,9 @@ class Distiller:
         if memory.config.query_dim != memory.config.num_classes and not self.by_images:
             raise ValueError("the Distiller trains memories addressed by class labels (query_dim == classes) or by "
                              "images (a query head); a memory of raw query vectors has nothing to build its queries from")
+        if self.by_images and config.push_dataset:  # found now, not after the run
+            raise ValueError("push_dataset uploads the recall of every class; a memory addressed by images recalls only "
+                             "from pictures")
         # N: the classes of one unroll (an episode for image addressing, whose labels are then 0..N-1)
         self.way = train.num_classes if config.classes_per_step is None else min(config.classes_per_step, train.num_classes)
         if self.by_images and self.way < 2:

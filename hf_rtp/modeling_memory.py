@@ -471,12 +471,28 @@ class AddressableMemory(PreTrainedModel):
         bases[: min(k, len(vh))] = vh[:k]
         if config.addressed_by_images:  # no class to address: the bases span real images, the addressing stays random
             self.bases.copy_((bases * bases.numel() ** 0.5 / bases.norm()).view_as(self.bases))  # unit RMS
+            real, _ = data.sample(range(n), max(1, basis_per_class // 4), generator)
+            self._standardize_queries(real)
             return
         targets = per_class(r).flatten(2)  # (n, r, d'): the images A_i[c] starts from
         coordinates = targets @ bases.T  # (n, r, K)
         scale = (coordinates.pow(2).mean().sqrt() / bases.pow(2).mean().sqrt().clamp_min(1e-12)).sqrt()
         self.bases.copy_((bases * scale).view_as(self.bases))
         self.addressing.copy_((coordinates / scale).transpose(0, 1))
+
+    @torch.no_grad()
+    def _standardize_queries(self, real: torch.Tensor) -> None:
+        """Rescale and shift the query head's projection so the queries of `real` images have mean 0 and std 1 in
+        every dimension. A fresh encoder's pooled features share a large common part (after ReLU and pooling every
+        image's features are positive): without this, every image queries nearly the same point and every class
+        recalls nearly the same images, and the inner network has nothing to tell apart (5-way episodes stay at
+        chance). The head stays a plain linear map: the query still depends on its own image alone."""
+        head = self.query_head
+        features = torch.cat([head.encoder(x.to(self.bases.device, self.bases.dtype)) for x in real.split(256)])
+        mean = features.mean(0)
+        spread = ((features - mean) @ head.projection.weight.T).std(0).clamp_min(1e-8)
+        head.projection.weight.div_(spread[:, None])
+        head.projection.bias.copy_(-(head.projection.weight @ mean))
 
     # ---- saving, loading and the Hub ---------------------------------------------------------------------
 
@@ -537,6 +553,9 @@ class AddressableMemory(PreTrainedModel):
         """Upload weights, config, the model card and pictures in one commit (transformers' keyword arguments);
         with `push_dataset`, also the recalled `datasets.Dataset` (exact pixels + preview, with its own card) to
         `dataset_repo_id` (default `<repo_id>-recalled`). Returns the URL of the model commit."""
+        if push_dataset and self.config.addressed_by_images:
+            raise ValueError("push_dataset uploads the recall of every class; a memory addressed by images recalls only "
+                             "from pictures (recall(images=..., labels=...) and push that Dataset yourself)")
         if push_dataset:
             dataset_repo_id = dataset_repo_id or f"{repo_id}-recalled"
             hub.push_recalled_dataset(self.recall(preview=True), self.config, dataset_repo_id, repo_id,

@@ -213,11 +213,14 @@ def test_cli_distills_an_image_addressed_memory(tmp_path, capsys):
     main(["info", str(out / "memory")])
     assert "addressed    by images" in capsys.readouterr().out
     with pytest.raises(SystemExit) as stop:
+        main(["evaluate", str(out / "memory")])
+    assert stop.value.code == 2 and "few-shot episodes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
         main(["distill", "--output-dir", str(tmp_path / "bad"), *TINY_CLI, "--query-dim", "6"])
     assert stop.value.code == 2 and "needs --query-encoder" in capsys.readouterr().err
 
 
-def test_real_init_gives_an_image_addressed_memory_bases_that_span_real_images():
+def test_real_init_gives_an_image_addressed_memory_real_bases_and_spread_queries():
     from hf_rtp.data import load_image_dataset
 
     digits = load_image_dataset("digits", "train")
@@ -230,3 +233,13 @@ def test_real_init_gives_an_image_addressed_memory_bases_that_span_real_images()
     residual = real - real @ torch.linalg.pinv(b) @ b  # real images are mostly inside the span of the bases
     assert float(residual.norm() / real.norm()) < 0.5
     assert torch.equal(memory.addressing.detach(), addressing)  # no class to address: left as it was
+    # the head is standardised on real images: queries spread around 0 instead of sharing one large common part
+    with torch.no_grad():
+        queries = memory.image_queries(digits.images[:500])
+    assert float(queries.mean(0).abs().max()) < 0.3 and float((queries.std(0) - 1).abs().max()) < 0.3
+    assert float(queries.norm(dim=1).mean()) > 2 * float(queries.mean(0).norm())
+
+
+def test_a_memory_addressed_by_images_has_no_per_class_dataset_to_push(tmp_path, fake_hub):
+    with pytest.raises(ValueError, match="recalls only from pictures"):
+        image_memory().push_to_hub("user/x", push_dataset=True)
