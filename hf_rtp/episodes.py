@@ -26,14 +26,12 @@ class Episode:
     """(M,): their episode labels, 0..N-1."""
 
 
-def draw_episode(data: ImageClassificationData, way: int, shots: int, others: int, generator: torch.Generator,
-                 classes: list[int] | None = None) -> Episode:
-    """`way` classes of `data` (or the given `classes`), `shots` shot images and up to `others` further images of
-    each, all distinct, drawn from `generator`."""
-    if classes is None:
-        if way > data.num_classes:
-            raise ValueError(f"a {way}-way episode needs {way} classes; {data.name or 'the data'} has {data.num_classes}")
-        classes = torch.randperm(data.num_classes, generator=generator)[:way].tolist()
+def draw_episode(data: ImageClassificationData, way: int, shots: int, others: int, generator: torch.Generator) -> Episode:
+    """`way` classes of `data`, `shots` shot images and up to `others` further images of each, all distinct, drawn
+    from `generator`."""
+    if way > data.num_classes:
+        raise ValueError(f"a {way}-way episode needs {way} classes; {data.name or 'the data'} has {data.num_classes}")
+    classes = torch.randperm(data.num_classes, generator=generator)[:way].tolist()
     shot_images, images, labels = [], [], []
     for label, c in enumerate(classes):
         x, _ = data.sample([c], shots + others, generator)
@@ -43,7 +41,7 @@ def draw_episode(data: ImageClassificationData, way: int, shots: int, others: in
         shot_images.append(x[:shots])
         images.append(x[shots:])
         labels.append(torch.full((len(x) - shots,), label, dtype=torch.long))
-    return Episode(list(classes), torch.stack(shot_images), torch.cat(images), torch.cat(labels))
+    return Episode(classes, torch.stack(shot_images), torch.cat(images), torch.cat(labels))
 
 
 def episode_accuracy(memory, episode: Episode, config, device=None) -> float:
