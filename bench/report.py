@@ -301,6 +301,67 @@ def few_shot(lines):
                   f"neighbour {paper[1][2]} / {paper[5][2]}.{note(r)}", ""]
 
 
+PAPER_TABLE3 = {  # RA of the paper's Table 3 (compress-then-recall "Ours", and the baselines it lists)
+    "rotations": {"compress-then-recall": 80.32, "online": 53.38, "ewc": 57.96, "replay": None},
+    "permutations": {"compress-then-recall": 78.48, "online": 55.42, "ewc": 62.32, "replay": None},
+    "many": {"compress-then-recall": 74.07, "online": 32.62, "ewc": 33.10, "replay": None},
+    "split-cifar100": {"compress-then-recall": 62.58, "online": 32.62, "ewc": None, "replay": None},
+}
+
+
+def continual(lines):
+    """Continual learning (bench/continual.py): RA and BTI per method on each stream, with the paper's numbers."""
+    for stream in ("rotations", "permutations", "many", "split-cifar100"):
+        r = load(f"continual_{stream}.json")
+        if not r:
+            continue
+        first = r["rows"][0]
+        stream_cfg = first["stream_config"]
+        lines += [f"### Continual learning: {stream} (`bench/continual.py`)", "",
+                  f"{r['tasks']} tasks of {stream_cfg['samples_per_task'] or 'all'} training images from {r['dataset']}, "
+                  f"one pass in minibatches of {stream_cfg['batch_size']}, scored on each task's transform of the "
+                  f"{r['split']} split; every method with the same network (`{first['config']['learner']}`, 2 x 100 "
+                  f"hidden units for `mlp`) and the same buffer of {first['buffer_floats']:,} floats. Mean +- std over "
+                  "seeds (stream and inits). BTI: mean change of a task's accuracy from right after it was learned to "
+                  "the end (compress-then-recall keeps no network across tasks: not applicable).", "",
+                  "| method | RA | BTI | seeds | paper RA | minutes per task | command |", "|---|---|---|---|---|---|---|"]
+        for row in r["rows"]:
+            ra, bti = row["retained_accuracy"], row.get("backward_transfer")
+            paper = PAPER_TABLE3[stream].get(row["method"])
+            extra = ""
+            if "minutes_per_task" in row:
+                extra = f"{row['minutes_per_task']['mean']:.2f} (max {row['minutes_per_task']['max']:.2f})"
+            name = row["tag"] + (f" ({row['memory_floats']:,} floats per task)" if "memory_floats" in row else "")
+            if row["method"] == "ewc":
+                name += f" (lambda {row['config']['ewc_lambda']:g}; Fisher and anchor: {row['state_floats']:,} floats)"
+            bti_text = "-" if bti is None else f"{100 * bti['mean']:.2f}"
+            lines.append(f"| {name} | {100 * ra['mean']:.2f} +- {100 * ra['std']:.2f} | {bti_text} | "
+                         f"{len(ra['runs'])} | {'-' if paper is None else paper} | {extra or '-'} | `{shown(row['command'])}` |")
+        lines += ["", f"Machine: {r['machine']}.{note(r)}", ""]
+
+
+def extrapolation(lines):
+    """New classifiers from separate memories (bench/extrapolation.py), next to random and full real data."""
+    r = load("extrapolation.json")
+    if not r:
+        return
+    tasks = ", ".join("{" + ", ".join(t) + "}" for t in r["tasks"])
+    minutes = sum(r["minutes_per_task"]) / len(r["minutes_per_task"])
+    lines += ["### New classifiers from separate memories (`bench/extrapolation.py`)", "",
+              f"{r['dataset']}: tasks {tasks}, each distilled alone ({r['steps']} outer steps, {minutes:.1f} min per "
+              f"task) into a memory of {r['ipc']:g} images per class ({r['memory_floats'][0]:,} floats), kept in one "
+              f"`MemoryBank`. New tasks take classes from different memories (never seen together); a fresh "
+              f"`{r['learner']}` trains on the bank's recall of them, on random real images of the same storage, or "
+              f"on all their real training images, and is scored on their test images. Mean +- std over the new "
+              "tasks.", "",
+              "| new tasks | memories | random real (same storage) | full real data | command |", "|---|---|---|---|---|"]
+    for row in r["rows"]:
+        cells = [f"{100 * row[k]['mean']:.2f} +- {100 * row[k]['std']:.2f}%" for k in ("memories", "random real", "full real")]
+        lines.append(f"| {row['way']}-way ({row['new_tasks']}) | " + " | ".join(cells) + f" | `{shown(row['command'])}` |")
+    lines += ["", f"Machine: {r['machine']}. The paper (CIFAR-100, twenty 5-way tasks, 2-way / 5-way): memories 72.5 / "
+              f"46.5, full real data 92.2 / 82.7.{note(r)}", ""]
+
+
 def cifar10(lines):
     r = load("cifar10.json")
     if not r:
@@ -368,8 +429,8 @@ def main() -> None:
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="the file whose results section is rewritten")
     args = parser.parse_args()
     lines = [BEGIN, ""]
-    for section in (main_job, faults, unroll, mnist, mnist_gpu, approaches, cross_arch, few_shot, ablations, cifar10,
-                    cifar10_gpu):
+    for section in (main_job, faults, unroll, mnist, mnist_gpu, approaches, cross_arch, few_shot, continual, extrapolation,
+                    ablations, cifar10, cifar10_gpu):
         section(lines)
     lines.append(END)
     readme = Path(args.readme)

@@ -13,7 +13,7 @@ AutoConfig.register(AddressableMemoryConfig.model_type, AddressableMemoryConfig,
 AutoModel.register(AddressableMemoryConfig, AddressableMemory, exist_ok=True)
 
 # The training loop (Accelerate and the engine) loads on first use, so loading a memory stays light.
-_LAZY = {"DistillConfig": "distill", "Distiller": "distill"}
+_LAZY = {"DistillConfig": "distill", "Distiller": "distill", "MemoryBank": "bank"}
 
 
 def __getattr__(name: str) -> Any:
@@ -30,5 +30,6 @@ __all__ = [
     "CheckpointError",
     "DistillConfig",
     "Distiller",
+    "MemoryBank",
     "MemoryOutput",
 ]

@@ -280,6 +280,10 @@ class ImageClassificationData:
     def with_classes(self, classes: Sequence[int | str]) -> "ImageClassificationData":
         """Only the images of `classes` (ids or names), relabelled 0..len(classes)-1 in the order given: e.g. the
         classes a memory is distilled on, keeping the others unseen."""
+        unknown = [c for c in classes if isinstance(c, str) and c not in self.class_names]
+        if unknown:
+            raise ValueError(f"{self.name or 'the data'} has no class named {', '.join(map(repr, unknown))}; its classes "
+                             f"are {self.class_names}")
         ids = [self.class_names.index(c) if isinstance(c, str) else int(c) for c in classes]
         if len(set(ids)) != len(ids) or not all(0 <= i < self.num_classes for i in ids):
             raise ValueError(f"classes must be distinct ids or names of {self.class_names}, got {list(classes)}")
@@ -577,13 +581,26 @@ class DataConfig:
     image_column: str | None = field(default=None, metadata={"help": "Column holding the images (detected when omitted)."})
     label_column: str | None = field(default=None, metadata={"help": "Column holding the labels (detected when omitted)."})
     zca: str | None = field(default=None, metadata={"help": "ZCA whitening: a regulariser, `off`, or omit for the paper's choice (CIFAR-10/100 0.1, SVHN 100, none for the others)."})
+    classes: str | None = field(default=None, metadata={"help": "Keep only these classes, by name, comma-separated (e.g. 0,1,2,3,4): a memory of part of the data, the rest left unseen."})
 
     def __post_init__(self):
         parse_zca(self.zca)  # fail before any loading
+        self.class_list()
+
+    def class_list(self) -> list[str] | None:
+        """The names in `classes`, checked for emptiness and repeats (their existence is checked on loading)."""
+        if self.classes is None:
+            return None
+        names = [name.strip() for name in str(self.classes).split(",")]
+        if len(names) < 2 or "" in names or len(set(names)) != len(names):
+            raise ValueError(f"classes must name at least 2 distinct classes, comma-separated, got {self.classes!r}")
+        return names
 
     def load(self) -> tuple[ImageClassificationData, ImageClassificationData]:
         """(train, test) split as normalised (or whitened) tensors, each recording this config as its source."""
         train, test = load_train_test(self.dataset, config_name=self.dataset_config, image_column=self.image_column,
                                       label_column=self.label_column, zca=parse_zca(self.zca))
+        if self.classes is not None:
+            train, test = train.with_classes(self.class_list()), test.with_classes(self.class_list())
         source = asdict(self)
         return replace(train, source=source), replace(test, source=source)

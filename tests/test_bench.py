@@ -54,6 +54,42 @@ def test_cifar10_script_end_to_end_on_a_tiny_cifar_layout(tmp_path):
     assert (tmp_path / "out" / "memories" / "cifar10-ipc1-cpu" / "README.md").exists()
 
 
+def test_continual_bench_runs_every_method_on_one_buffer(tmp_path):
+    out = tmp_path / "continual.json"
+    command = [sys.executable, str(ROOT / "bench" / "continual.py"), "--dataset", "digits", "--tasks", "3",
+               "--samples-per-task", "60", "--test-per-task", "50", "--buffer-floats", "1920", "--inner-steps", "3",
+               "--final-steps", "2", "--retrain-epochs", "3", "--seeds", "0", "1", "--output", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert [row["tag"] for row in record["rows"]] == ["online", "replay", "ewc", "compress-then-recall"]
+    for row in record["rows"]:
+        assert row["buffer_floats"] == 1920 and len(row["retained_accuracy"]["runs"]) == 2
+        assert all(run["max_stored_floats"] <= 1920 for run in row["runs"])
+        assert ("backward_transfer" in row) == (row["method"] != "compress-then-recall")
+    assert record["rows"][1]["runs"][0]["max_stored_floats"] == 1920  # replay fills its buffer
+    assert len(record["rows"][3]["minutes_per_task"]) == 2 and record["rows"][3]["memory_floats"] <= 640
+    bad = subprocess.run(command[:2] + ["--stream", "cifar10"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_extrapolation_bench_builds_new_tasks_from_separate_memories(tmp_path):
+    out = tmp_path / "extrapolation.json"
+    command = [sys.executable, str(ROOT / "bench" / "extrapolation.py"), "--dataset", "digits", "--steps", "2",
+               "--samples", "2", "--ipc", "2", "--num-bases", "4", "--inner-steps", "3", "--retrain-epochs", "3",
+               "--full-epochs", "1", "--bank", str(tmp_path / "bank"), "--output", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["tasks"] == [["0", "1"], ["2", "3"], ["4", "5"], ["6", "7"], ["8", "9"]]
+    assert [(row["way"], row["new_tasks"]) for row in record["rows"]] == [(2, 2), (5, 2)]
+    from hf_rtp import MemoryBank
+
+    bank = MemoryBank.from_pretrained(tmp_path / "bank")
+    assert bank.tasks == ["task-0-1", "task-2-3", "task-4-5", "task-6-7", "task-8-9"]
+    assert bank.recall(classes=["0", "9"]).features["label"].names == ["0", "9"]
+
+
 def test_cross_arch_trains_each_student_with_one_recipe_on_both_sets(tmp_path):
     import torch
 
@@ -211,6 +247,11 @@ WRITTEN = {
     "few_shot": ({"image_memory", "label_memory", "dataset", "held_out", "seen", "episodes", "image_memory_floats",
                   "label_memory_floats", "query_head_floats", "query_encoder", "learner", "classifier_epochs", "rows"},
                  {"way", "shots", "held_out", "command", "image addressing", "nearest neighbour", "classify-then-recall"}),
+    "continual": ({"stream", "split", "dataset", "tasks", "rows"},
+                  {"tag", "method", "command", "config", "stream_config", "buffer_floats", "state_floats", "retained_accuracy",
+                   "runs", "backward_transfer", "minutes_per_task", "memory_floats"}),
+    "extrapolation": ({"dataset", "task_size", "tasks", "ipc", "memory_floats", "steps", "minutes_per_task", "learner",
+                       "config", "bank", "rows"}, {"way", "new_tasks", "command", "memories", "random real", "full real"}),
     "faults": ({"run", "checkpoint_every", "seed", "reference_seconds", "hook_calls", "kills", "killed", "bit_identical",
                 "max_steps_lost", "by_kind", "rows"},
                {"kill", "how", "at", "status", "last_logged_step", "resumed_from_step", "steps_lost", "resumes", "bit_identical"}),

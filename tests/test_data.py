@@ -5,6 +5,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
 
 from hf_rtp.data import (
     DIGITS,
+    DataConfig,
     ImageClassificationData,
     channel_stats,
     detect_columns,
@@ -143,3 +144,17 @@ def test_max_samples_keeps_images_and_labels_together():
     first = load_image_dataset(DIGITS, max_samples=30)
     full = load_image_dataset(DIGITS)
     assert len(first) == 30 and torch.equal(first.labels, full.labels[:30]) and torch.equal(first.images, full.images[:30])
+
+
+def test_data_config_classes_keeps_a_named_subset_and_refuses_bad_names():
+    train, test = DataConfig(classes="3, 7,1").load()
+    assert train.class_names == test.class_names == ["3", "7", "1"]
+    full, _ = DataConfig().load()
+    assert len(train) == sum(int((full.labels == full.class_names.index(c)).sum()) for c in ["3", "7", "1"])
+    assert torch.equal(train.images[train.labels == 1][0], full.images[full.labels == 7][0])  # relabelled in the order given
+    assert train.source["classes"] == "3, 7,1"  # recorded, so a resumed run or a card's command keeps it
+    for bad in ["3", "3,3", "3,,4"]:
+        with pytest.raises(ValueError, match="at least 2 distinct"):
+            DataConfig(classes=bad)
+    with pytest.raises(ValueError, match="no class named 'eleven'"):
+        DataConfig(classes="1,eleven").load()

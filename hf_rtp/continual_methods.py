@@ -1,0 +1,457 @@
+"""Continual learners on a task stream, all held to one buffer counted in floats (sec 5.2, Table 3).
+
+Every method sees each task once, in minibatches (`TaskStream.batches`), through `begin_task` / `observe` /
+`end_task`, and is scored by `classifier()` on every task at the end (`run_stream`). What a method stores besides
+its network, `stored_floats()`, is checked against the buffer after every minibatch: a method that ever holds more
+raises `BufferOverflow`, so no result comes from a larger buffer than stated.
+
+- `online`: fine-tune the network on each minibatch (no buffer);
+- `replay`: experience replay, a reservoir of real images (buffer / image size of them), each minibatch trained
+  together with as many replayed images;
+- `ewc`: online EWC, a quadratic penalty lambda/2 sum F (w - w*)^2 with the diagonal Fisher summed over tasks
+  (estimated from the stream's own minibatch gradients, as the data is seen once); its Fisher and anchor are
+  regulariser state, like the network, not buffer (the literature's convention; `state_floats` reports them);
+- `compress-then-recall` (the paper's method): while a task streams, the free part of the buffer holds its raw
+  images (a class-balanced reservoir) and the task's memory is distilled on them and on each arriving minibatch
+  (exact meta-gradients through `InnerLoop`, the network that will be retrained as the inner learner); at the
+  task's end it takes 1/T of the buffer and the raw images are dropped. At test time a fresh network trains from
+  scratch on everything the bank of memories recalls. The memory being distilled is working state, like a
+  baseline's network; only finished memories and raw images count against the buffer.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .bank import MemoryBank
+from .configuration_memory import BudgetError
+from .continual import BUFFER_SAMPLES, Task, TaskStream, backward_transfer, retained_accuracy, task_accuracy
+from .data import ImageClassificationData
+from .evaluate import EvalConfig, dataset_tensors, train_from_scratch
+from .learners import create_learner
+from .modeling_memory import AddressableMemory
+from .unroll import InnerLoop
+
+METHODS = ("online", "replay", "ewc", "compress-then-recall")
+
+
+class BufferOverflow(RuntimeError):
+    """A continual learner held more floats than its buffer allows."""
+
+
+@dataclass
+class ContinualConfig:
+    """A continual learner and its budget (the network is La-MAML's unless changed: an MLP of 2 x 100 units)."""
+
+    method: Literal["online", "replay", "ewc", "compress-then-recall"] = field(default="compress-then-recall", metadata={"help": "The learner: online fine-tuning, experience replay, online EWC, or compress-then-recall (the paper's)."})
+    buffer_floats: int | None = field(default=None, metadata={"help": "The buffer, in floats (default: La-MAML's 200 images for rotations/permutations/split-cifar100, 500 for many)."})
+    learner: str = field(default="mlp", metadata={"help": "The network: `mlp` (2 x 100 hidden units), `mlp-<hidden>`, or `convnet-<width>`."})
+    lr: float = field(default=0.1, metadata={"help": "SGD learning rate of the baselines' network (one step per minibatch)."})
+    replay_batch: int = field(default=10, metadata={"help": "Replayed images trained with each minibatch (replay)."})
+    ewc_lambda: float = field(default=100.0, metadata={"help": "Strength of the EWC penalty."})
+    memory_share: int | None = field(default=None, metadata={"help": "Compress-then-recall: each task's memory takes 1/memory_share of the buffer (default: the stream's number of tasks, the paper's 1/T)."})
+    num_bases: int = field(default=16, metadata={"help": "Compress-then-recall: bases K of each task's memory."})
+    downsample: int = field(default=2, metadata={"help": "Compress-then-recall: bases stored at 1/downsample resolution."})
+    inner_steps: int = field(default=50, metadata={"help": "Compress-then-recall: inner SGD steps T of each unroll."})
+    inner_lr: float = field(default=0.05, metadata={"help": "Compress-then-recall: inner learning rate."})
+    synthetic_per_class: int = field(default=4, metadata={"help": "Compress-then-recall: recalled images per class in each inner step."})
+    real_per_step: int = field(default=100, metadata={"help": "Compress-then-recall: real images of each outer loss (the minibatch plus buffered ones)."})
+    steps_per_batch: int = field(default=1, metadata={"help": "Compress-then-recall: outer steps on each arriving minibatch."})
+    final_steps: int = field(default=200, metadata={"help": "Compress-then-recall: outer steps on the buffered images at the task's end."})
+    outer_lr: float = field(default=0.01, metadata={"help": "Compress-then-recall: Adam learning rate of the memory."})
+    retrain_epochs: int = field(default=100, metadata={"help": "Compress-then-recall: epochs of the fresh network on everything recalled."})
+    retrain_lr: float = field(default=0.01, metadata={"help": "Compress-then-recall: its SGD (momentum 0.9) learning rate."})
+    retrain_batch: int = field(default=256, metadata={"help": "Compress-then-recall: its minibatch size."})
+    seed: int = field(default=0, metadata={"help": "Seed of the network inits, replay draws and unrolls."})
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.buffer_floats is not None and self.buffer_floats < 1:
+            raise ValueError(f"buffer_floats must be positive, got {self.buffer_floats}")
+        if self.memory_share is not None and self.memory_share < 1:
+            raise ValueError(f"memory_share must be >= 1, got {self.memory_share}")
+        for name in ("replay_batch", "num_bases", "downsample", "inner_steps", "synthetic_per_class", "real_per_step",
+                     "retrain_epochs", "retrain_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("steps_per_batch", "final_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "inner_lr", "outer_lr", "retrain_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.ewc_lambda < 0:
+            raise ValueError(f"ewc_lambda must be >= 0, got {self.ewc_lambda}")
+        if not (self.learner == "mlp" or self.learner.startswith(("mlp-", "convnet"))):
+            raise ValueError(f"learner must be mlp, mlp-<hidden> or convnet-<width> (a network with a functional "
+                             f"form, which compress-then-recall unrolls), got {self.learner!r}")
+
+    def buffer_for(self, stream: TaskStream) -> int:
+        """The buffer in floats: as given, or La-MAML's for the stream."""
+        return self.buffer_floats if self.buffer_floats is not None else BUFFER_SAMPLES[stream.name] * stream.image_floats
+
+
+def network(name: str, stream: TaskStream, seed: int) -> nn.Module:
+    """A fresh network for the stream's images and classes, initialised from `seed`."""
+    c, h, w = stream.image_shape
+    net = create_learner(name, c, stream.num_classes, (h, w))
+    net.reset_parameters(torch.Generator().manual_seed(seed))
+    return net
+
+
+class ContinualMethod:
+    """The interface every learner implements; `run_stream` drives it."""
+
+    bti_applies = True  # whether a network exists after each task, so accuracy right after learning is defined
+
+    def __init__(self, config: ContinualConfig, stream: TaskStream, buffer_floats: int):
+        self.config, self.stream, self.buffer_floats = config, stream, buffer_floats
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def begin_task(self, task: Task) -> None:
+        pass
+
+    def observe(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def end_task(self, task: Task) -> None:
+        pass
+
+    def stored_floats(self) -> int:
+        """Floats held in the buffer now (images or memories; not the network)."""
+        return 0
+
+    def state_floats(self) -> int:
+        """Floats of other state kept across tasks besides the network (EWC's Fisher and anchor)."""
+        return 0
+
+    def classifier(self) -> nn.Module:
+        raise NotImplementedError
+
+
+class Online(ContinualMethod):
+    """Plain fine-tuning: one SGD step per minibatch, no buffer."""
+
+    def __init__(self, config, stream, buffer_floats):
+        super().__init__(config, stream, buffer_floats)
+        self.net = network(config.learner, stream, config.seed)
+        self.optimizer = torch.optim.SGD(self.net.parameters(), lr=config.lr)
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.net(images), labels)
+
+    def train_on(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss(images, labels).backward()
+        self.optimizer.step()
+
+    def observe(self, images, labels):
+        self.train_on(images, labels)
+
+    def classifier(self):
+        return self.net.eval()
+
+
+class Reservoir:
+    """A reservoir sample of everything offered (Vitter's algorithm R): each image seen so far is held with equal
+    probability, at most `capacity` of them."""
+
+    def __init__(self, capacity: int, shape: tuple[int, ...], generator: torch.Generator):
+        self.capacity, self.generator, self.seen = capacity, generator, 0
+        self.images = torch.empty((capacity, *shape))
+        self.labels = torch.empty(capacity, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return min(self.seen, self.capacity)
+
+    def add(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        for x, y in zip(images, labels):
+            if self.seen < self.capacity:
+                slot = self.seen
+            else:
+                slot = int(torch.randint(self.seen + 1, (1,), generator=self.generator))
+            if slot < self.capacity:
+                self.images[slot], self.labels[slot] = x, y
+            self.seen += 1
+
+    def draw(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.randperm(len(self), generator=self.generator)[:count]
+        return self.images[rows], self.labels[rows]
+
+
+class Replay(Online):
+    """Experience replay: each minibatch is trained together with `replay_batch` images from a reservoir."""
+
+    def __init__(self, config, stream, buffer_floats):
+        super().__init__(config, stream, buffer_floats)
+        self.reservoir = Reservoir(buffer_floats // stream.image_floats, stream.image_shape, self.generator)
+
+    def observe(self, images, labels):
+        if len(self.reservoir):
+            old_x, old_y = self.reservoir.draw(self.config.replay_batch)
+            self.train_on(torch.cat([images, old_x]), torch.cat([labels, old_y]))
+        else:
+            self.train_on(images, labels)
+        self.reservoir.add(images, labels)
+
+    def stored_floats(self):
+        return len(self.reservoir) * self.stream.image_floats
+
+
+class EWC(Online):
+    """Online EWC: the diagonal Fisher of each task (mean squared minibatch gradient over its single pass) is added
+    to a running sum; the penalty keeps the weights near those at the last task's end."""
+
+    def __init__(self, config, stream, buffer_floats):
+        super().__init__(config, stream, buffer_floats)
+        self.fisher = [torch.zeros_like(p) for p in self.net.parameters()]
+        self.anchor: list[torch.Tensor] | None = None
+        self.task_fisher = [torch.zeros_like(p) for p in self.net.parameters()]
+        self.batches = 0
+
+    def loss(self, images, labels):
+        loss = F.cross_entropy(self.net(images), labels)
+        if self.anchor is not None:
+            penalty = sum((f * (p - a).pow(2)).sum() for f, p, a in zip(self.fisher, self.net.parameters(), self.anchor))
+            loss = loss + self.config.ewc_lambda / 2 * penalty
+        return loss
+
+    def observe(self, images, labels):
+        self.net.zero_grad(set_to_none=True)
+        grads = torch.autograd.grad(F.cross_entropy(self.net(images), labels), list(self.net.parameters()))
+        for f, g in zip(self.task_fisher, grads):
+            f.add_(g.pow(2))
+        self.batches += 1
+        self.train_on(images, labels)
+
+    def end_task(self, task):
+        for f, t in zip(self.fisher, self.task_fisher):
+            f.add_(t / max(1, self.batches))
+            t.zero_()
+        self.batches = 0
+        self.anchor = [p.detach().clone() for p in self.net.parameters()]
+
+    def state_floats(self):
+        return 2 * sum(p.numel() for p in self.net.parameters())
+
+
+class TaskDistiller:
+    """Distils one task's images into a memory of `floats` floats, for a network with `outputs` outputs (one per
+    class of the stream): each `step(real_x, real_y)` is one outer step, an unroll of `config.inner_steps` SGD steps
+    of a fresh network on the recall (eqn 2) and the exact meta-gradient of its loss on the real images (global
+    class ids). The memory starts from real images of every class (`init_from_real`)."""
+
+    def __init__(self, config: ContinualConfig, images: torch.Tensor, labels: torch.Tensor, classes: list[int],
+                 class_names: list[str], floats: int, inner: InnerLoop, generator: torch.Generator,
+                 mean: list[float], std: list[float]):
+        self.config, self.classes, self.inner, self.generator = config, classes, inner, generator
+        local = torch.full((max(classes) + 1,), -1, dtype=torch.long)
+        local[torch.tensor(classes)] = torch.arange(len(classes))
+        data = ImageClassificationData(images, local[labels], list(class_names), mean, std, split="buffer")
+        ipc = floats / (len(classes) * math.prod(images.shape[1:]))
+        try:
+            self.memory = AddressableMemory.for_dataset(data, ipc=ipc, num_bases=config.num_bases,
+                                                        downsample=config.downsample)
+        except BudgetError as error:
+            raise BudgetError(f"a task's share of the buffer ({floats} floats) holds no memory of {config.num_bases} "
+                              f"bases: {error}") from error
+        self.memory.init_from_real(data, generator)
+        self.memory.train()
+        self.optimizer = torch.optim.Adam(self.memory.parameters(), lr=config.outer_lr)
+        self.addressed = _GlobalLabels(self.memory, classes)
+
+    def step(self, real_x: torch.Tensor, real_y: torch.Tensor) -> float:
+        cfg, memory = self.config, self.memory
+        n, r = memory.config.num_classes, memory.config.images_per_query
+        s = min(cfg.synthetic_per_class, r)
+        picks = torch.stack([torch.rand(n, r, generator=self.generator).argsort(1)[:, :s] for _ in range(cfg.inner_steps)])
+        # the inner network has one output per class of the stream: it trains on the memory's class i as global
+        # class classes[i], the label the real images carry
+        result = self.inner.unroll_memory(self.addressed, torch.tensor(self.classes), picks, real_x, real_y,
+                                          self.inner.init_params(self.generator))
+        self.optimizer.zero_grad(set_to_none=True)
+        for p, g in zip(memory.parameters(), result.grads):
+            p.grad = g
+        self.optimizer.step()
+        return result.loss
+
+    def finish(self) -> AddressableMemory:
+        self.memory.check_finite()
+        return self.memory.eval()
+
+
+def inner_loop(config: ContinualConfig, shape: tuple[int, int, int], outputs: int) -> InnerLoop:
+    """The unrolled network: the learner that will be retrained on the recall, SGD with momentum 0.9."""
+    c, h, w = shape
+    return InnerLoop(create_learner(config.learner, c, outputs, (h, w)), lr=config.inner_lr, momentum=0.9, compile=False)
+
+
+def retrain(config: ContinualConfig, images: torch.Tensor, labels: torch.Tensor, outputs: int, seed: int) -> nn.Module:
+    """A fresh network trained from scratch on (images, labels): SGD, momentum 0.9, `retrain_*` settings."""
+    evaluation = EvalConfig(models=1, epochs=config.retrain_epochs, lr=config.retrain_lr, batch_size=config.retrain_batch,
+                            learner=config.learner, progress=False, seed=seed)
+    return train_from_scratch(images, labels, outputs, evaluation, seed, "cpu")
+
+
+class CompressThenRecall(ContinualMethod):
+    """The paper's learner: a memory per task, distilled while the task streams, and a fresh network trained on
+    their recall at test time (no network is kept across tasks, so BTI does not apply)."""
+
+    bti_applies = False
+
+    def __init__(self, config, stream, buffer_floats):
+        super().__init__(config, stream, buffer_floats)
+        self.bank = MemoryBank(shared_classes=stream.name != "split-cifar100")
+        share = config.memory_share or len(stream.tasks)
+        if share < len(stream.tasks):
+            raise ValueError(f"memory_share={share} leaves no room for the memories of all {len(stream.tasks)} tasks")
+        self.memory_floats = buffer_floats // share
+        self.inner = inner_loop(config, stream.image_shape, stream.num_classes)
+        self.minutes: list[float] = []
+        self.reservoir: ClassBalancedBuffer | None = None
+        self.distiller: TaskDistiller | None = None
+
+    def begin_task(self, task):
+        self.started = time.perf_counter()
+        free = self.buffer_floats - self.stored_floats()
+        self.reservoir = ClassBalancedBuffer(free // self.stream.image_floats, self.stream.image_shape, self.generator)
+        self.task, self.distiller = task, None
+
+    def observe(self, images, labels):
+        self.reservoir.add(images, labels)
+        if self.distiller is None:
+            held_x, held_y = self.reservoir.all()
+            pool_x, pool_y = torch.cat([held_x, images]), torch.cat([held_y, labels])
+            if len(set(pool_y.tolist())) < len(self.task.classes):
+                return  # some class not seen yet: nothing to start its part of the memory from
+            train = self.task.train
+            self.distiller = TaskDistiller(self.config, pool_x, pool_y, self.task.classes,
+                                           [self.stream.class_names[c] for c in self.task.classes], self.memory_floats,
+                                           self.inner, self.generator, train.mean, train.std)
+        for _ in range(self.config.steps_per_batch):
+            old_x, old_y = self.reservoir.draw(max(0, self.config.real_per_step - len(images)))
+            self.distiller.step(torch.cat([images, old_x]), torch.cat([labels, old_y]))
+
+    def end_task(self, task):
+        if self.distiller is None:
+            _, held_y = self.reservoir.all()
+            missing = sorted(set(task.classes) - set(held_y.tolist()))
+            raise ValueError(f"task {task.name}: classes {missing} never appeared in its stream; compress-then-recall "
+                             "needs an image of every class")
+        for _ in range(self.config.final_steps):
+            self.distiller.step(*self.reservoir.draw(self.config.real_per_step))
+        self.bank.add(task.name, self.distiller.finish())
+        self.reservoir = None  # the raw images are dropped; the memory keeps the task
+        self.distiller = None
+        self.minutes.append((time.perf_counter() - self.started) / 60)
+
+    def stored_floats(self):
+        held = len(self.reservoir) * self.stream.image_floats if self.reservoir is not None else 0
+        return self.bank.storage_floats() + held
+
+    def recalled(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything the bank recalls, with global class ids."""
+        data = self.bank.recall()
+        ids = torch.tensor([self.stream.class_names.index(name) for name in data.features["label"].names])
+        images, labels = dataset_tensors(data.remove_columns([c for c in ("soft_label",) if c in data.column_names]))
+        return images, ids[labels]
+
+    def classifier(self):
+        images, labels = self.recalled()
+        return retrain(self.config, images, labels, self.stream.num_classes, self.config.seed)
+
+
+class _GlobalLabels:
+    """A task's memory as the stream-wide inner network sees it: addressed by global class ids (the network has
+    one output per class of the stream), recalling the memory's own class for each. The unroll uses only the
+    config, the parameters and `images_for_labels`."""
+
+    def __init__(self, memory: AddressableMemory, classes: list[int]):
+        self.memory, self.config = memory, memory.config
+        self.local = torch.full((max(classes) + 1,), -1, dtype=torch.long)
+        self.local[torch.tensor(classes)] = torch.arange(len(classes))
+
+    def parameters(self):
+        return self.memory.parameters()
+
+    def images_for_labels(self, labels: torch.Tensor, image_indices: torch.Tensor) -> torch.Tensor:
+        return self.memory.images_for_labels(self.local[labels], image_indices)
+
+
+class ClassBalancedBuffer(Reservoir):
+    """Raw images of the current task, at most `capacity`: when full, a new image replaces a random one of the
+    class that holds the most (so every class seen keeps a share, even in the last tasks' small buffers)."""
+
+    def add(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        for x, y in zip(images, labels):
+            if self.capacity == 0:
+                return
+            if self.seen < self.capacity:
+                slot = self.seen
+            else:
+                counts = torch.bincount(self.labels, minlength=int(self.labels.max()) + 1)
+                largest = torch.nonzero(self.labels == int(counts.argmax())).flatten()
+                slot = int(largest[torch.randint(len(largest), (1,), generator=self.generator)])
+            self.images[slot], self.labels[slot] = x, y
+            self.seen += 1
+
+    def all(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[: len(self)], self.labels[: len(self)]
+
+
+def make_method(config: ContinualConfig, stream: TaskStream) -> ContinualMethod:
+    kinds: dict[str, Callable[..., ContinualMethod]] = {
+        "online": Online, "replay": Replay, "ewc": EWC, "compress-then-recall": CompressThenRecall}
+    return kinds[config.method](config, stream, config.buffer_for(stream))
+
+
+def run_stream(method: ContinualMethod, stream: TaskStream, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """One single pass over `stream`, then every task scored by the final classifier. The buffer is checked after
+    every minibatch and every task's end. Returns per-task accuracies, RA, BTI (where it applies), the largest
+    buffer use, and seconds."""
+    started = time.perf_counter()
+    just_learned, most = [], 0
+
+    def check(where: str) -> None:
+        nonlocal most
+        held = method.stored_floats()
+        most = max(most, held)
+        if held > method.buffer_floats:
+            raise BufferOverflow(f"{type(method).__name__} holds {held} floats {where}, over its buffer of "
+                                 f"{method.buffer_floats}")
+
+    for task in stream.tasks:
+        method.begin_task(task)
+        check(f"at the start of {task.name}")
+        for images, labels in stream.batches(task):
+            method.observe(images, labels)
+            check(f"during {task.name}")
+        method.end_task(task)
+        check(f"at the end of {task.name}")
+        if method.bti_applies:
+            just_learned.append(task_accuracy(method.classifier(), task))
+        if progress:
+            progress(f"{task.name} done ({time.perf_counter() - started:.0f} s, buffer {method.stored_floats()} floats)")
+    net = method.classifier()
+    final = [task_accuracy(net, task) for task in stream.tasks]
+    result = {"accuracy": final, "retained_accuracy": retained_accuracy(final), "max_stored_floats": most,
+              "buffer_floats": method.buffer_floats, "state_floats": method.state_floats(),
+              "seconds": time.perf_counter() - started}
+    if method.bti_applies:
+        result["just_learned"] = just_learned
+        result["backward_transfer"] = backward_transfer(final, just_learned)
+    if isinstance(method, CompressThenRecall):
+        result["minutes_per_task"] = method.minutes
+        result["memory_floats"] = [m.config.storage_floats() for m in method.bank.memories.values()]
+        result["recalled_images"] = sum(m.config.num_classes * m.config.images_per_query
+                                        for m in method.bank.memories.values())
+    return result
