@@ -1,7 +1,7 @@
 """Continual learning by compress-then-recall: keep each task of a stream as a small memory, rebuild a classifier
 for all of them at the end, and publish the memories as one bank.
 
-    python examples/continual.py                                   # Rotated MNIST, 20 tasks (about 10 CPU-minutes)
+    python examples/continual.py --dataset ../shared/data/mnist     # Rotated MNIST, 20 tasks (about 10 CPU-minutes)
     python examples/continual.py --stream permutations --tasks 5 --push-to-hub user/permuted-mnist-bank
 
 Each task streams once in minibatches of 10; the free part of a buffer of 156,800 floats (200 MNIST images) holds
@@ -14,17 +14,18 @@ import argparse
 from hf_rtp import MemoryBank
 from hf_rtp.continual import StreamConfig, task_accuracy
 from hf_rtp.continual_methods import ContinualConfig, make_method, run_stream
+from hf_rtp.options import add_options, build, given
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--stream", default="rotations", choices=["rotations", "permutations", "many"])
-parser.add_argument("--dataset", default="ylecun/mnist", help="Hub id or local copy (e.g. ../shared/data/mnist)")
-parser.add_argument("--tasks", type=int, default=None, help="default: the stream's (20, or 100 for many)")
+add_options(parser, StreamConfig)  # --stream, --dataset (e.g. ../shared/data/mnist), --tasks, ...
+add_options(parser, ContinualConfig, skip=("method", "seed", "lr", "replay_batch", "ewc_lambda"))
 parser.add_argument("--output", default="outputs/continual-bank", help="where the bank of memories is saved")
 parser.add_argument("--push-to-hub", default=None, help="also upload the bank to this Hub repo")
 args = parser.parse_args()
 
-stream = StreamConfig(stream=args.stream, dataset=args.dataset, tasks=args.tasks).load()
-learner = make_method(ContinualConfig(method="compress-then-recall", memory_share=20 if args.tasks else None), stream)
+stream = build(StreamConfig, given(args, StreamConfig)).load()
+options = {"memory_share": 20, **given(args, ContinualConfig)}  # each memory 1/20 of the buffer, whatever --tasks
+learner = make_method(build(ContinualConfig, {**options, "method": "compress-then-recall"}), stream)
 result = run_stream(learner, stream, progress=print)  # the single pass, then a fresh MLP on everything recalled
 print(f"retained accuracy over {len(stream.tasks)} tasks: {100 * result['retained_accuracy']:.2f}% "
       f"(buffer {result['buffer_floats']:,} floats; {sum(result['minutes_per_task']):.1f} minutes of distillation)")

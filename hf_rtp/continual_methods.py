@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bank import MemoryBank
-from .configuration_memory import BudgetError
+from .configuration_memory import AddressableMemoryConfig, BudgetError
 from .continual import BUFFER_SAMPLES, Task, TaskStream, backward_transfer, retained_accuracy, task_accuracy
 from .data import ImageClassificationData
 from .evaluate import EvalConfig, dataset_tensors, train_from_scratch
@@ -59,12 +59,12 @@ class ContinualConfig:
     memory_share: int | None = field(default=None, metadata={"help": "Compress-then-recall: each task's memory takes 1/memory_share of the buffer (default: the stream's number of tasks, the paper's 1/T)."})
     num_bases: int = field(default=16, metadata={"help": "Compress-then-recall: bases K of each task's memory."})
     downsample: int = field(default=2, metadata={"help": "Compress-then-recall: bases stored at 1/downsample resolution."})
-    inner_steps: int = field(default=50, metadata={"help": "Compress-then-recall: inner SGD steps T of each unroll."})
+    inner_steps: int = field(default=20, metadata={"help": "Compress-then-recall: inner SGD steps T of each unroll."})
     inner_lr: float = field(default=0.05, metadata={"help": "Compress-then-recall: inner learning rate."})
     synthetic_per_class: int = field(default=4, metadata={"help": "Compress-then-recall: recalled images per class in each inner step."})
     real_per_step: int = field(default=100, metadata={"help": "Compress-then-recall: real images of each outer loss (the minibatch plus buffered ones)."})
     steps_per_batch: int = field(default=1, metadata={"help": "Compress-then-recall: outer steps on each arriving minibatch."})
-    final_steps: int = field(default=200, metadata={"help": "Compress-then-recall: outer steps on the buffered images at the task's end."})
+    final_steps: int = field(default=100, metadata={"help": "Compress-then-recall: outer steps on the buffered images at the task's end."})
     outer_lr: float = field(default=0.01, metadata={"help": "Compress-then-recall: Adam learning rate of the memory."})
     retrain_epochs: int = field(default=100, metadata={"help": "Compress-then-recall: epochs of the fresh network on everything recalled."})
     retrain_lr: float = field(default=0.01, metadata={"help": "Compress-then-recall: its SGD (momentum 0.9) learning rate."})
@@ -315,6 +315,14 @@ class CompressThenRecall(ContinualMethod):
         if share < len(stream.tasks):
             raise ValueError(f"memory_share={share} leaves no room for the memories of all {len(stream.tasks)} tasks")
         self.memory_floats = buffer_floats // share
+        first = stream.tasks[0]
+        try:  # the memory's layout, found before any task streams: a budget too small is said now, not mid-stream
+            AddressableMemoryConfig.for_budget(stream.image_shape, [stream.class_names[c] for c in first.classes],
+                                               ipc=self.memory_floats / (len(first.classes) * stream.image_floats),
+                                               num_bases=config.num_bases, downsample=config.downsample)
+        except BudgetError as error:
+            raise BudgetError(f"a task's share of the buffer ({buffer_floats} / {share} = {self.memory_floats} floats) "
+                              f"holds no memory of {config.num_bases} bases: {error}") from error
         self.inner = inner_loop(config, stream.image_shape, stream.num_classes)
         self.minutes: list[float] = []
         self.reservoir: ClassBalancedBuffer | None = None

@@ -90,6 +90,40 @@ def test_extrapolation_bench_builds_new_tasks_from_separate_memories(tmp_path):
     assert bank.recall(classes=["0", "9"]).features["label"].names == ["0", "9"]
 
 
+def test_few_shot_bench_on_a_tiny_cifar100_layout_seen_and_held_out(tmp_path):
+    """bench/few_shot.py as it runs CIFAR-100 by Hub id (`fine_label` / `coarse_label` / `img`), on a local copy."""
+    from hf_rtp import AddressableMemory
+    from hf_rtp.data import load_train_test
+    from tests.test_data import write_hub_like_repo
+
+    root = write_hub_like_repo(tmp_path / "cifar100", label_column="fine_label", classes=10, n=60, size=16,
+                               extra={"coarse_label": ClassLabel(names=["a", "b"])})
+    train, _ = load_train_test(str(root))
+    seen = train.with_classes([f"class{i}" for i in range(5)])
+    AddressableMemory.for_dataset(train, ipc=2, num_bases=4, query_encoder="test_resnet",
+                                  query_dim=6).save_pretrained(tmp_path / "by-images")
+    AddressableMemory.for_dataset(seen, ipc=2, num_bases=4, query_encoder="test_resnet",
+                                  query_dim=6).save_pretrained(tmp_path / "by-images-seen")
+    AddressableMemory.for_dataset(train, ipc=2, num_bases=4).save_pretrained(tmp_path / "by-labels")
+    base = [sys.executable, str(ROOT / "bench" / "few_shot.py"), "--dataset", str(root), "--way", "5", "--shots", "1",
+            "--episodes", "2", "--learner-epochs", "1", "--test-per-class", "2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(base + [str(tmp_path / "by-images"), str(tmp_path / "by-labels"), "--output",
+                                  str(tmp_path / "seen.json")], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = json.loads((tmp_path / "seen.json").read_text())["rows"][0]
+    assert {"image addressing", "nearest neighbour", "classify-then-recall"} <= set(row)
+    assert len(row["image addressing"]["runs"]) == 2
+    held = [f"class{i}" for i in range(5, 10)]
+    done = subprocess.run(base + [str(tmp_path / "by-images-seen"), str(tmp_path / "by-labels"), "--held-out", *held,
+                                  "--output", str(tmp_path / "held.json")], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "held.json").read_text())
+    assert record["held_out"] == held and record["seen"] == [f"class{i}" for i in range(5)]
+    assert "classify-then-recall" not in record["rows"][0]  # a label memory cannot recall classes it never saw
+
+
 def test_cross_arch_trains_each_student_with_one_recipe_on_both_sets(tmp_path):
     import torch
 

@@ -12,6 +12,7 @@ from hf_rtp.continual_methods import (
     make_method,
     run_stream,
 )
+from hf_rtp.configuration_memory import BudgetError
 from hf_rtp.data import DIGITS, load_train_test
 from tests.test_data import write_hub_like_repo
 
@@ -96,6 +97,12 @@ def test_no_method_holds_more_than_its_buffer(digits, method):
         assert len(result["just_learned"]) == 3 and "backward_transfer" in result
 
 
+def test_a_buffer_too_small_for_a_memory_is_refused_before_the_stream(digits):
+    stream = stream_of(digits)
+    with pytest.raises(BudgetError, match="buffer \\(640 / 3 = 213 floats\\) holds no memory of 16 bases"):
+        make_method(ContinualConfig(buffer_floats=640), stream)
+
+
 def test_a_method_that_holds_too_much_is_stopped(digits):
     stream = stream_of(digits)
 
@@ -152,3 +159,22 @@ def test_bad_options_are_refused():
         ContinualConfig(learner="resnet18")
     with pytest.raises(ValueError, match="buffer_floats must be positive"):
         ContinualConfig(buffer_floats=0)
+
+
+def test_the_example_keeps_a_stream_as_a_bank_and_loads_it_back(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hf_rtp import MemoryBank
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "continual.py"
+    done = subprocess.run([sys.executable, str(example), "--dataset", "digits", "--tasks", "2", "--samples-per-task",
+                           "100", "--test-per-task", "50", "--buffer-floats", "2560", "--memory-share", "2", "--inner-steps", "3",
+                           "--final-steps", "3", "--retrain-epochs", "5", "--output", str(tmp_path / "bank")],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "retained accuracy over 2 tasks" in done.stdout
+    bank = MemoryBank.from_pretrained(tmp_path / "bank")
+    assert bank.tasks == ["task-00", "task-01"] and set(bank.accuracy) == {"task-00", "task-01"}
