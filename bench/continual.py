@@ -36,9 +36,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (stream and inits)")
     parser.add_argument("--tag", default=None, help="added to each row's name (the method's), e.g. lr0.03; a row with the same name is replaced")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--plot", action="store_true", help="only redraw the per-task pictures of the test-split JSONs")
     add_result_options(parser, None, mergeable=True)
     parser.add_argument("--output", default=None, help="the JSON to write (default: bench/results/continual_<stream>[_validation].json)")
     args = parser.parse_args(argv)
+    if args.plot:
+        for path in sorted(RESULTS.glob("continual_*.json")):
+            if not path.stem.endswith("_validation"):
+                print(f"wrote {plot(str(path))}")
+        return
     if args.threads:
         import torch
 
@@ -86,7 +92,39 @@ def main(argv: list[str] | None = None) -> None:
             row["memory_floats"] = runs[0]["memory_floats"][0]
         rows.append(row)
         write_result(output, record, args, row_key=lambda r: r["tag"])
-    print(f"wrote {output}")
+    if stream_config.split == "test":
+        print(f"wrote {output} and {plot(output)}")
+    else:
+        print(f"wrote {output}")
+
+
+def plot(path: str) -> str:
+    """Final accuracy on each task (mean over seeds) for every method in the JSON at `path`, as a PNG beside it."""
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    record = json.loads(Path(path).read_text())
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for row in record["rows"]:
+        per_task = [statistics.mean(values) for values in zip(*(run["accuracy"] for run in row["runs"]))]
+        ra = row["retained_accuracy"]["mean"]
+        ax.plot(range(1, len(per_task) + 1), [100 * a for a in per_task], marker=".", label=f"{row['tag']} (RA {100 * ra:.1f})")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("task (in stream order)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(f"{record['stream']}: accuracy on each task after the whole stream, one buffer")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = str(Path(path).with_suffix(".png"))
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         mine = torch.cat([train.per_class_indices()[c] for c in classes])
         images, labels = train.images[mine], train.labels[mine]
         distiller = TaskDistiller(config, images, labels, classes, [train.class_names[c] for c in classes],
-                                  floats_per_task, inner, generator, train.mean, train.std)
+                                  floats_per_task, inner, generator, train.mean, train.std,
+                                  (config.num_bases or 16, config.downsample or 2))
         for step in range(args.steps):
             rows = torch.randperm(len(mine), generator=generator)[: config.real_per_step]
             loss = distiller.step(images[rows], labels[rows])

@@ -358,6 +358,8 @@ def continual(lines):
             lines.append(f"| {name} | {100 * ra['mean']:.2f} +- {100 * ra['std']:.2f} | {bti_text} | "
                          f"{len(ra['runs'])} | {'-' if paper is None else paper} | {extra or '-'} | `{shown(row['command'])}` |")
         lines += ["", f"Machine: {r['machine']}.{note(r)}", ""]
+        if (RESULTS / f"continual_{stream}.png").exists():
+            lines += [f"![final accuracy on each task of {stream}](bench/results/continual_{stream}.png)", ""]
 
 
 def extrapolation(lines):

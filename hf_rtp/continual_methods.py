@@ -57,8 +57,8 @@ class ContinualConfig:
     replay_batch: int = field(default=10, metadata={"help": "Replayed images trained with each minibatch (replay)."})
     ewc_lambda: float = field(default=100.0, metadata={"help": "Strength of the EWC penalty."})
     memory_share: int | None = field(default=None, metadata={"help": "Compress-then-recall: each task's memory takes 1/memory_share of the buffer (default: the stream's number of tasks, the paper's 1/T)."})
-    num_bases: int = field(default=16, metadata={"help": "Compress-then-recall: bases K of each task's memory."})
-    downsample: int = field(default=2, metadata={"help": "Compress-then-recall: bases stored at 1/downsample resolution."})
+    num_bases: int | None = field(default=None, metadata={"help": "Compress-then-recall: bases K of each task's memory (default: 16 at downsample 2, 8 at full resolution)."})
+    downsample: int | None = field(default=None, metadata={"help": "Compress-then-recall: bases stored at 1/downsample resolution (default: 2, or 1 for permuted pixels, which have no spatial smoothness for the bilinear upsampling to keep)."})
     inner_steps: int = field(default=20, metadata={"help": "Compress-then-recall: inner SGD steps T of each unroll."})
     inner_lr: float = field(default=0.05, metadata={"help": "Compress-then-recall: inner learning rate."})
     synthetic_per_class: int = field(default=4, metadata={"help": "Compress-then-recall: recalled images per class in each inner step."})
@@ -78,7 +78,10 @@ class ContinualConfig:
             raise ValueError(f"buffer_floats must be positive, got {self.buffer_floats}")
         if self.memory_share is not None and self.memory_share < 1:
             raise ValueError(f"memory_share must be >= 1, got {self.memory_share}")
-        for name in ("replay_batch", "num_bases", "downsample", "inner_steps", "synthetic_per_class", "real_per_step",
+        for name in ("num_bases", "downsample"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}")
+        for name in ("replay_batch", "inner_steps", "synthetic_per_class", "real_per_step",
                      "retrain_epochs", "retrain_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -93,6 +96,13 @@ class ContinualConfig:
         if not (self.learner == "mlp" or self.learner.startswith(("mlp-", "convnet"))):
             raise ValueError(f"learner must be mlp, mlp-<hidden> or convnet-<width> (a network with a functional "
                              f"form, which compress-then-recall unrolls), got {self.learner!r}")
+
+    def memory_layout(self, stream: TaskStream) -> tuple[int, int]:
+        """(num_bases, downsample) of each task's memory: as given, or the stream's default. Permuted pixels have no
+        spatial smoothness, so their bases are stored at full resolution (a 2x downsampled base, upsampled
+        bilinearly, cannot hold a permuted image: compress-then-recall scored 32% on Permuted MNIST with them)."""
+        downsample = self.downsample or (1 if stream.name in ("permutations", "many") else 2)
+        return self.num_bases or (16 if downsample > 1 else 8), downsample
 
     def buffer_for(self, stream: TaskStream) -> int:
         """The buffer in floats: as given, or La-MAML's for the stream."""
@@ -252,17 +262,16 @@ class TaskDistiller:
 
     def __init__(self, config: ContinualConfig, images: torch.Tensor, labels: torch.Tensor, classes: list[int],
                  class_names: list[str], floats: int, inner: InnerLoop, generator: torch.Generator,
-                 mean: list[float], std: list[float]):
+                 mean: list[float], std: list[float], layout: tuple[int, int] = (16, 2)):
         self.config, self.classes, self.inner, self.generator = config, classes, inner, generator
         local = torch.full((max(classes) + 1,), -1, dtype=torch.long)
         local[torch.tensor(classes)] = torch.arange(len(classes))
         data = ImageClassificationData(images, local[labels], list(class_names), mean, std, split="buffer")
         ipc = floats / (len(classes) * math.prod(images.shape[1:]))
         try:
-            self.memory = AddressableMemory.for_dataset(data, ipc=ipc, num_bases=config.num_bases,
-                                                        downsample=config.downsample)
+            self.memory = AddressableMemory.for_dataset(data, ipc=ipc, num_bases=layout[0], downsample=layout[1])
         except BudgetError as error:
-            raise BudgetError(f"a task's share of the buffer ({floats} floats) holds no memory of {config.num_bases} "
+            raise BudgetError(f"a task's share of the buffer ({floats} floats) holds no memory of {layout[0]} "
                               f"bases: {error}") from error
         self.memory.init_from_real(data, generator)
         self.memory.train()
@@ -316,13 +325,14 @@ class CompressThenRecall(ContinualMethod):
             raise ValueError(f"memory_share={share} leaves no room for the memories of all {len(stream.tasks)} tasks")
         self.memory_floats = buffer_floats // share
         first = stream.tasks[0]
+        self.layout = config.memory_layout(stream)
         try:  # the memory's layout, found before any task streams: a budget too small is said now, not mid-stream
             AddressableMemoryConfig.for_budget(stream.image_shape, [stream.class_names[c] for c in first.classes],
                                                ipc=self.memory_floats / (len(first.classes) * stream.image_floats),
-                                               num_bases=config.num_bases, downsample=config.downsample)
+                                               num_bases=self.layout[0], downsample=self.layout[1])
         except BudgetError as error:
             raise BudgetError(f"a task's share of the buffer ({buffer_floats} / {share} = {self.memory_floats} floats) "
-                              f"holds no memory of {config.num_bases} bases: {error}") from error
+                              f"holds no memory of {self.layout[0]} bases: {error}") from error
         self.inner = inner_loop(config, stream.image_shape, stream.num_classes)
         self.minutes: list[float] = []
         self.reservoir: ClassBalancedBuffer | None = None
@@ -344,7 +354,7 @@ class CompressThenRecall(ContinualMethod):
             train = self.task.train
             self.distiller = TaskDistiller(self.config, pool_x, pool_y, self.task.classes,
                                            [self.stream.class_names[c] for c in self.task.classes], self.memory_floats,
-                                           self.inner, self.generator, train.mean, train.std)
+                                           self.inner, self.generator, train.mean, train.std, self.layout)
         for _ in range(self.config.steps_per_batch):
             old_x, old_y = self.reservoir.draw(max(0, self.config.real_per_step - len(images)))
             self.distiller.step(torch.cat([images, old_x]), torch.cat([labels, old_y]))

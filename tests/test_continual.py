@@ -178,3 +178,9 @@ def test_the_example_keeps_a_stream_as_a_bank_and_loads_it_back(tmp_path):
     assert "retained accuracy over 2 tasks" in done.stdout
     bank = MemoryBank.from_pretrained(tmp_path / "bank")
     assert bank.tasks == ["task-00", "task-01"] and set(bank.accuracy) == {"task-00", "task-01"}
+
+
+def test_permuted_pixels_get_full_resolution_bases(digits):
+    assert ContinualConfig().memory_layout(stream_of(digits, stream="permutations")) == (8, 1)
+    assert ContinualConfig().memory_layout(stream_of(digits, stream="rotations")) == (16, 2)
+    assert ContinualConfig(num_bases=4, downsample=2).memory_layout(stream_of(digits, stream="permutations")) == (4, 2)
