@@ -310,6 +310,9 @@ PAPER_TABLE3 = {  # RA of the paper's Table 3 (compress-then-recall "Ours", and 
 }
 
 
+STREAM_IMAGES = {"rotations": 1000, "permutations": 1000, "many": 200, "split-cifar100": "all"}  # per task, by default
+
+
 def continual(lines):
     """Continual learning (bench/continual.py): RA and BTI per method on each stream, with the paper's numbers."""
     for stream, split in itertools.product(("rotations", "permutations", "many", "split-cifar100"), ("", "_validation")):
@@ -322,8 +325,8 @@ def continual(lines):
                 if row["retained_accuracy"]["mean"] > best.get(row["method"], {"retained_accuracy": {"mean": -1}})["retained_accuracy"]["mean"]:
                     best[row["method"]] = row
             lines += [f"### Continual learning: {stream}, settings chosen on the validation split (`bench/continual.py`)",
-                      "", "Every 20-task run scores on a held-out 10% of MNIST's training split, transformed like the "
-                      "test sets; the best setting of each method goes to the test table above.", "",
+                      "", f"Every {r['tasks']}-task run scores on a held-out 10% of the training split, transformed "
+                      "like the test sets; the best setting of each method goes to the test table above.", "",
                       "| run | RA (validation) | BTI | command |", "|---|---|---|---|"]
             for row in r["rows"]:
                 bti = row.get("backward_transfer")
@@ -336,10 +339,11 @@ def continual(lines):
         first = r["rows"][0]
         stream_cfg = first["stream_config"]
         lines += [f"### Continual learning: {stream} (`bench/continual.py`)", "",
-                  f"{r['tasks']} tasks of {stream_cfg['samples_per_task'] or 'all'} training images from {r['dataset']}, "
-                  f"one pass in minibatches of {stream_cfg['batch_size']}, scored on each task's transform of the "
-                  f"{r['split']} split; every method with the same network (`{first['config']['learner']}`, 2 x 100 "
-                  f"hidden units for `mlp`) and the same buffer of {first['buffer_floats']:,} floats. Mean +- std over "
+                  f"{r['tasks']} tasks of {stream_cfg['samples_per_task'] or STREAM_IMAGES[stream]} training images "
+                  f"from {Path(r['dataset']).name}, one pass in minibatches of {stream_cfg['batch_size']}, scored on "
+                  f"each task's transform of the {r['split']} split; every method with the same network "
+                  f"(`{first['config']['learner']}`; `mlp` is La-MAML's, 2 x 100 hidden units) and the same buffer of "
+                  f"{first['buffer_floats']:,} floats. Mean +- std over "
                   "seeds (stream and inits). BTI: mean change of a task's accuracy from right after it was learned to "
                   "the end (compress-then-recall keeps no network across tasks: not applicable).", "",
                   "| method | RA | BTI | seeds | paper RA | minutes per task | command |", "|---|---|---|---|---|---|---|"]

@@ -57,7 +57,7 @@ class ContinualConfig:
     replay_batch: int = field(default=10, metadata={"help": "Replayed images trained with each minibatch (replay)."})
     ewc_lambda: float = field(default=100.0, metadata={"help": "Strength of the EWC penalty."})
     memory_share: int | None = field(default=None, metadata={"help": "Compress-then-recall: each task's memory takes 1/memory_share of the buffer (default: the stream's number of tasks, the paper's 1/T)."})
-    num_bases: int | None = field(default=None, metadata={"help": "Compress-then-recall: bases K of each task's memory (default: 16 at downsample 2, 8 at full resolution)."})
+    num_bases: int | None = field(default=None, metadata={"help": "Compress-then-recall: bases K of each task's memory (default: the largest of 16, 8, 4, 2, 1 that takes at most 80% of it)."})
     downsample: int | None = field(default=None, metadata={"help": "Compress-then-recall: bases stored at 1/downsample resolution (default: 2, or 1 for permuted pixels, which have no spatial smoothness for the bilinear upsampling to keep)."})
     inner_steps: int = field(default=20, metadata={"help": "Compress-then-recall: inner SGD steps T of each unroll."})
     inner_lr: float = field(default=0.05, metadata={"help": "Compress-then-recall: inner learning rate."})
@@ -97,12 +97,18 @@ class ContinualConfig:
             raise ValueError(f"learner must be mlp, mlp-<hidden> or convnet-<width> (a network with a functional "
                              f"form, which compress-then-recall unrolls), got {self.learner!r}")
 
-    def memory_layout(self, stream: TaskStream) -> tuple[int, int]:
-        """(num_bases, downsample) of each task's memory: as given, or the stream's default. Permuted pixels have no
-        spatial smoothness, so their bases are stored at full resolution (a 2x downsampled base, upsampled
-        bilinearly, cannot hold a permuted image: compress-then-recall scored 32% on Permuted MNIST with them)."""
+    def memory_layout(self, stream: TaskStream, floats: int) -> tuple[int, int]:
+        """(num_bases, downsample) of each task's memory of `floats` floats: as given, or the stream's default.
+        Permuted pixels have no spatial smoothness, so their bases are stored at full resolution (a 2x downsampled
+        base, upsampled bilinearly, cannot hold a permuted image: compress-then-recall scored 32% on Permuted MNIST
+        with them). Default K: the largest of 16, 8, 4, 2, 1 whose bases take at most 80% of the memory, leaving
+        the rest to addressing (16 on Rotated MNIST, 8 on Permuted MNIST, 4 on MANY's half-size memories)."""
         downsample = self.downsample or (1 if stream.name in ("permutations", "many") else 2)
-        return self.num_bases or (16 if downsample > 1 else 8), downsample
+        if self.num_bases:
+            return self.num_bases, downsample
+        c, h, w = stream.image_shape
+        base = c * (h // downsample) * (w // downsample)
+        return next((k for k in (16, 8, 4, 2) if k * base <= 0.8 * floats), 1), downsample
 
     def buffer_for(self, stream: TaskStream) -> int:
         """The buffer in floats: as given, or La-MAML's for the stream."""
@@ -325,7 +331,7 @@ class CompressThenRecall(ContinualMethod):
             raise ValueError(f"memory_share={share} leaves no room for the memories of all {len(stream.tasks)} tasks")
         self.memory_floats = buffer_floats // share
         first = stream.tasks[0]
-        self.layout = config.memory_layout(stream)
+        self.layout = config.memory_layout(stream, self.memory_floats)
         try:  # the memory's layout, found before any task streams: a budget too small is said now, not mid-stream
             AddressableMemoryConfig.for_budget(stream.image_shape, [stream.class_names[c] for c in first.classes],
                                                ipc=self.memory_floats / (len(first.classes) * stream.image_floats),

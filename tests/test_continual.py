@@ -99,8 +99,8 @@ def test_no_method_holds_more_than_its_buffer(digits, method):
 
 def test_a_buffer_too_small_for_a_memory_is_refused_before_the_stream(digits):
     stream = stream_of(digits)
-    with pytest.raises(BudgetError, match="buffer \\(640 / 3 = 213 floats\\) holds no memory of 16 bases"):
-        make_method(ContinualConfig(buffer_floats=640), stream)
+    with pytest.raises(BudgetError, match="buffer \\(300 / 3 = 100 floats\\) holds no memory of 4 bases"):
+        make_method(ContinualConfig(buffer_floats=300), stream)
 
 
 def test_a_method_that_holds_too_much_is_stopped(digits):
@@ -181,6 +181,8 @@ def test_the_example_keeps_a_stream_as_a_bank_and_loads_it_back(tmp_path):
 
 
 def test_permuted_pixels_get_full_resolution_bases(digits):
-    assert ContinualConfig().memory_layout(stream_of(digits, stream="permutations")) == (8, 1)
-    assert ContinualConfig().memory_layout(stream_of(digits, stream="rotations")) == (16, 2)
-    assert ContinualConfig(num_bases=4, downsample=2).memory_layout(stream_of(digits, stream="permutations")) == (4, 2)
+    permutations, rotations = stream_of(digits, stream="permutations"), stream_of(digits, stream="rotations")
+    assert ContinualConfig().memory_layout(permutations, 640) == (8, 1)  # 8 x 64 floats <= 80% of 640
+    assert ContinualConfig().memory_layout(permutations, 320) == (4, 1)
+    assert ContinualConfig().memory_layout(rotations, 640) == (16, 2)
+    assert ContinualConfig(num_bases=4, downsample=2).memory_layout(permutations, 640) == (4, 2)
