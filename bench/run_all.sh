@@ -75,7 +75,7 @@ python bench/few_shot.py bench/results/runs/mnist-ipc1-by-images/memory bench/re
 # of 5 classes), scored on episodes of 5-9. Seed 1: with seed 0 the outer loss stayed at ln 5 (chance) for all 544
 # steps (validation 17.6%, final 17.84% on 0-4), where seed 1 was at 31.8% validation after 50 steps like the full run
 hf-rtp distill --dataset ../shared/data/mnist --classes 0,1,2,3,4 --ipc 2 --query-encoder resnet10t --query-dim 16 --classes-per-step 5 --shots 1 --unroll-steps 50 --learner-width 32 --synthetic-per-class 4 --real-per-class 32 --optimizer adam --lr 0.01 --init real --steps 544 --eval-every 100 --eval-epochs 150 --eval-width 32 --eval-episodes 10 --final-models 20 --final-epochs 300 --seed 1 --output-dir bench/results/runs/mnist-ipc1-by-images-0to4 --overwrite-output-dir --no-progress
-python bench/few_shot.py bench/results/runs/mnist-ipc1-by-images-0to4/memory bench/results/memories/mnist-ipc1-memory-preset --held-out 5 6 7 8 9 --way 5 --shots 1 5 --episodes 100
+python bench/few_shot.py bench/results/runs/mnist-ipc1-by-images-0to4/memory bench/results/memories/mnist-ipc1-memory-preset --held-out 5 6 7 8 9 --way 5 --shots 1 --episodes 100
 python bench/report.py
 # Issue 13: continual learning. The baselines' learning rate and EWC's strength, chosen on the validation split
 # (20 tasks each; compress-then-recall's settings were piloted on 3 validation tasks, see the README)
@@ -126,9 +126,9 @@ python bench/continual.py --stream rotations --methods online replay --lr 0.1 --
 python bench/continual.py --stream rotations --methods ewc --lr 0.1 --ewc-lambda 10 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods online replay --lr 0.03 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods ewc --lr 0.03 --ewc-lambda 100 --seeds 0 1 2
-# MANY (100 permutation tasks x 200, a buffer of 500 images): the baselines with the permutations' settings.
-# Compress-then-recall on MANY (not run yet; see the README for its cost on this machine) would be:
-#   python bench/continual.py --stream many --methods compress-then-recall --seeds 0
+# MANY (100 permutation tasks x 200, a buffer of 500 images): the baselines with the permutations' settings, and one
+# seed of compress-then-recall (memories of 3,920 floats: K=4 full-resolution bases)
+python bench/continual.py --stream many --methods compress-then-recall --seeds 0
 python bench/continual.py --stream many --methods online replay --lr 0.03 --seeds 0 1 2
 # ... EWC's strength re-chosen on MANY's validation split: the permutations' lambda 100 diverged over 100 tasks
 # (9.80%, chance, on the test split: the Fisher sum grows with every task)

@@ -183,8 +183,9 @@ class MemoryBank:
                       for task, memory in self.memories.items()],
         }
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write the bank to `save_directory`: the index, a card, and each memory in its task's subfolder."""
+    def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path:
+        """Write the bank to `save_directory`: the index, a card (its snippet loads `repo_id`, default the folder),
+        and each memory in its task's subfolder."""
         if not self.memories:
             raise ValueError("the bank holds no memories: nothing to save")
         folder = Path(save_directory)
@@ -192,13 +193,13 @@ class MemoryBank:
         for task, memory in self.memories.items():
             memory.save_pretrained(folder / task)
         (folder / INDEX_NAME).write_text(json.dumps(self.index(), indent=2) + "\n")
-        (folder / "README.md").write_text(self.card())
+        (folder / "README.md").write_text(self.card(repo_id or str(folder)))
         return folder
 
     def push_to_hub(self, repo_id: str, **upload: Any) -> str:
         """Upload the saved bank to model repo `repo_id` in one commit; returns the commit URL."""
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(Path(tmp) / "bank")
+            self.save_pretrained(Path(tmp) / "bank", repo_id=repo_id)
             return upload_folder(Path(tmp) / "bank", repo_id,
                                  **{"commit_message": f"Upload a bank of {len(self)} addressable memories", **upload})
 
@@ -233,12 +234,12 @@ class MemoryBank:
 
     # ---- card -------------------------------------------------------------------------------------------
 
-    def card(self) -> str:
+    def card(self, source: str = "<this repo or folder>") -> str:
         kind = ("every task holds the same classes (a stream of transformed copies of one label space)"
                 if self.shared_classes else "each class belongs to one task")
         rows = "\n".join(
             f"| {task} | {', '.join(memory.config.class_names)} | {memory.config.storage_floats():,} | "
-            f"{'' if task not in self.accuracy else f'{100 * self.accuracy[task]:.2f}%'} |"
+            f"{'-' if task not in self.accuracy else f'{100 * self.accuracy[task]:.2f}%'} |"
             for task, memory in self.memories.items())
         return f"""---
 library_name: hf_rtp
@@ -257,7 +258,7 @@ One memory per task ({kind}), {self.storage_floats():,} floats in all; each subf
 ```python
 from hf_rtp import MemoryBank
 
-bank = MemoryBank.from_pretrained("<this repo or folder>")
+bank = MemoryBank.from_pretrained("{source}")
 train = bank.recall(classes={self.class_names[:2]!r})  # pixel_values, label (global ClassLabel), task
 ```
 

@@ -86,8 +86,9 @@ def test_round_trip_through_a_folder_and_the_fake_hub_is_bit_exact(tmp_path, fak
     index = json.loads((tmp_path / "bank" / "bank.json").read_text())
     assert [t["name"] for t in index["tasks"]] == bank.tasks and index["storage_floats"] == bank.storage_floats()
     card = (tmp_path / "bank" / "README.md").read_text()
-    assert "| digits-01 | 0, 1 |" in card and "99.00%" in card
+    assert "| digits-01 | 0, 1 |" in card and "99.00%" in card and "| digits-45 | 4, 5 | 249 | - |" in card
     bank.push_to_hub("user/mnist-bank")
+    assert 'MemoryBank.from_pretrained("user/mnist-bank")' in fake_hub.files("user/mnist-bank")["README.md"].decode()
     assert "digits-23/model.safetensors" in fake_hub.files("user/mnist-bank")
     expected = bank.recall()
     for source in (tmp_path / "bank", "user/mnist-bank"):
