@@ -60,7 +60,8 @@ def test_python_api_cli_and_example_leave_the_same_run_folder(digits, tmp_path):
 def test_settings_record_data_memory_and_loop_and_resume_reads_them(digits, tmp_path, capsys):
     main(["distill", "--output-dir", str(tmp_path), *TINY_CLI, "--steps", "2", "--num-bases", "4", "--zca", "off"])
     settings = json.loads((tmp_path / "settings.json").read_text())
-    assert settings["data"] == {"dataset": "digits", "dataset_config": None, "image_column": None, "label_column": None, "zca": "off"}
+    assert settings["data"] == {"dataset": "digits", "dataset_config": None, "image_column": None, "label_column": None, "zca": "off",
+                                "classes": None}
     assert settings["memory"]["num_bases"] == 4 and settings["distill"]["steps"] == 2
     state = json.loads((tmp_path / "checkpoints" / "step-0000002" / "state.json").read_text())
     assert "config" not in state and "memory_config" not in state  # settings live in one file
