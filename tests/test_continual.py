@@ -143,9 +143,10 @@ def test_split_cifar100_on_a_local_parquet_with_its_layout(tmp_path):
 
 
 def test_mnist_streams_have_the_papers_sizes(mnist_dir):
-    rotations = StreamConfig(stream="rotations", dataset=str(mnist_dir), test_per_task=10).load()
+    full = load_train_test(str(mnist_dir), zca=False)  # read once: StreamConfig.load is this plus build_stream
+    rotations = build_stream(StreamConfig(stream="rotations", test_per_task=10), *full)
     assert len(rotations.tasks) == 20 and {len(t.train) for t in rotations.tasks} == {1000}
-    many = StreamConfig(stream="many", dataset=str(mnist_dir), test_per_task=10).load()
+    many = build_stream(StreamConfig(stream="many", test_per_task=10), *full)
     assert len(many.tasks) == 100 and {len(t.train) for t in many.tasks} == {200}
     assert ContinualConfig().buffer_for(rotations) == 156_800 and ContinualConfig().buffer_for(many) == 392_000
 
