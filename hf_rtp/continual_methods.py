@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -123,7 +124,7 @@ def network(name: str, stream: TaskStream, seed: int) -> nn.Module:
     return net
 
 
-class ContinualMethod:
+class ContinualMethod(ABC):
     """The interface every learner implements; `run_stream` drives it."""
 
     bti_applies = True  # whether a network exists after each task, so accuracy right after learning is defined
@@ -135,8 +136,9 @@ class ContinualMethod:
     def begin_task(self, task: Task) -> None:
         pass
 
+    @abstractmethod
     def observe(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        raise NotImplementedError
+        """Learn from one minibatch of the stream (seen once)."""
 
     def end_task(self, task: Task) -> None:
         pass
@@ -149,8 +151,9 @@ class ContinualMethod:
         """Floats of other state kept across tasks besides the network (EWC's Fisher and anchor)."""
         return 0
 
+    @abstractmethod
     def classifier(self) -> nn.Module:
-        raise NotImplementedError
+        """The network scored on every task (compress-then-recall trains a fresh one)."""
 
 
 class Online(ContinualMethod):
