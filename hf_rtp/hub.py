@@ -53,7 +53,8 @@ def _resolve(path: str | os.PathLike, filename: str, kwargs: dict[str, Any]) -> 
     if os.path.isdir(path):
         local = Path(path, kwargs.get("subfolder") or "", filename)
         if not local.is_file():
-            raise CheckpointError(f"{path} holds no {filename}: not a saved AddressableMemory (save_pretrained writes one)")
+            where = Path(path, kwargs["subfolder"]) if kwargs.get("subfolder") else path
+            raise CheckpointError(f"{where} holds no {filename}: not a saved AddressableMemory (save_pretrained writes one)")
         return str(local)
     try:
         return cached_file(str(path), filename, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs})

@@ -113,6 +113,10 @@ def test_a_damaged_bank_is_refused(tmp_path):
     (folder / "bank.json").write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match="holds \\['0', '9'\\], its memory holds \\['0', '1'\\]"):
         MemoryBank.from_pretrained(folder)
+    index["tasks"][0]["subfolder"] = "digits-99"
+    (folder / "bank.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="digits-99 holds no config.json"):
+        MemoryBank.from_pretrained(folder)
     index["tasks"][0]["subfolder"] = "../x"
     (folder / "bank.json").write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match="unsafe subfolder"):
