@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--learner-epochs", type=int, default=100)
     parser.add_argument("--classifier-epochs", type=int, default=1)
     parser.add_argument("--test-per-class", type=int, default=100)
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the fresh learners (the same networks up to float rounding, faster on a CPU)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
     add_result_options(parser, RESULTS / "few_shot.json", mergeable=True)
@@ -98,7 +100,8 @@ def main() -> None:
     classifier = train_classifier(by_images.config.query_encoder, by_images.config.query_encoder_kwargs, train,
                                   args.classifier_epochs, device, args.seed)
     print(f"classifier {by_images.config.query_encoder} trained in {time.perf_counter() - started:.0f} s", flush=True)
-    learner = EvalConfig(epochs=args.learner_epochs, width=args.learner_width, progress=False, seed=args.seed)
+    learner = EvalConfig(epochs=args.learner_epochs, width=args.learner_width, progress=False, seed=args.seed,
+                         compile=args.compile)
     label_names = by_labels.config.class_names
 
     def classify_then_recall(episode) -> float:
@@ -138,13 +141,16 @@ def main() -> None:
                 continue
             generator = torch.Generator().manual_seed(args.seed + 1000 * way + shots)
             episodes = [draw_episode(test, way, shots, args.test_per_class, generator) for _ in range(args.episodes)]
-            row = {"way": way, "shots": shots, "held_out": bool(args.held_out), "command": command_line()}
+            row = {"way": way, "shots": shots, "held_out": bool(args.held_out), "learner_compiled": args.compile,
+                   "command": command_line()}
             for name, method in methods.items():
+                started = time.perf_counter()
                 runs = [method(e) for e in episodes]
                 row[name] = {"mean": float(np.mean(runs)), "std": float(np.std(runs)),
-                             "ci95": 1.96 * float(np.std(runs)) / math.sqrt(len(runs)), "runs": runs}
+                             "ci95": 1.96 * float(np.std(runs)) / math.sqrt(len(runs)), "runs": runs,
+                             "seconds": time.perf_counter() - started}
                 print(f"{way}-way {shots}-shot {name:22s} {100 * row[name]['mean']:.2f} +- "
-                      f"{100 * row[name]['ci95']:.2f}%", flush=True)
+                      f"{100 * row[name]['ci95']:.2f}%  ({row[name]['seconds']:.0f} s)", flush=True)
             rows.append(row)
             write_result(args.output, record, args, device=device,
                          row_key=lambda r: (r["way"], r["shots"], r["held_out"]))
