@@ -12,7 +12,8 @@
 #      - MNIST IPC 1 and IPC 10 with the paper's inner learner (ConvNet-128, T=150, 32 images per class per step)
 #        for 3.5 minutes each, tested on the 10k test split, with their validation curves.
 #   About 10 minutes: `unroll` (step 1, about 4 minutes) and `runs` (step 2, about 6) fit one device call each.
-#   bench/gpu_checks.sh [main|unroll|runs|earlier-main]    (default main: both steps)
+#   bench/gpu_checks.sh [main|unroll|runs|transfer|earlier-main]    (default main: unroll and runs)
+#   transfer (issue 11's ViT gap): five variants of the MNIST preset, 2.5 minutes each, and their students: about 8 min.
 # Every line is the command its JSON records. Results are written to bench/results/ and packed, with log.txt, into
 # $OUT/results.tar (what comes back from the device machine: few files may come back).
 # Provisioning: bench/provision_device.sh (a venv from the wheels carried in .whl; the MNIST parquet carried in
@@ -69,7 +70,7 @@ gather() {  # the per-command logs into log.txt, without progress bars; the resu
     done
     if [ -z "${SMOKE:-}" ]; then
         (cd bench/results && find unroll_cuda_compiled.json unroll_cuda_compiled_memory.png approaches mnist_gpu_ipc1.json \
-            mnist_gpu_ipc10.json cross_arch_ipc1.json cross_arch_ipc10.json speedups mnist.json \
+            mnist_gpu_ipc10.json cross_arch_ipc1.json cross_arch_ipc10.json speedups transfer mnist.json \
             memories/mnist-ipc1-memory-preset memories/mnist-ipc10-memory-preset mnist_accuracy_vs_time.png -newer "$LOGS/started" -type f 2>/dev/null | tar -cf "$OUT/results.tar" -T -)
     fi
 }
@@ -166,6 +167,53 @@ check 330 paper_ipc10 python bench/mnist.py --ipc 10 --num-bases 128 --minutes 3
     --settings '{"unroll_steps": 150, "learner_width": 128, "synthetic_per_class": 32, "real_per_class": 64, "eval_width": 128, "eval_epochs": 300, "eval_every": 20, "compile": false}' \
     --no-progress --note 'the paper inner learner on a GPU shared with 11 other runs; 3.5 minutes' \
     --output bench/results/mnist_gpu_ipc10.json &
+wait
+gather
+fi
+
+# Issue 11's open point: a memory that trains a ViT (and resnet10t at IPC 10) better than random real images. Variants of
+# the MNIST preset, distilled at once for the same 2.5 minutes (compile off), each scored on the validation split by
+# the four students (2 models each): the preset; the MLP taking turns with the ConvNet in the inner loop (a learner
+# without convolutions' bias); DSA augmentation in the unroll (known to help transfer); both; a wider inner learner.
+if [ "$STEPS" = transfer ]; then
+mkdir -p bench/results/transfer
+say "transfer variants (at once)"
+export OMP_NUM_THREADS=$(threads 3)  # five processes share the device's 16 cores
+(check 240 transfer_preset python bench/mnist.py --ipc 1 --minutes 2.5 --validation-only --tag transfer-preset \
+    --settings '{"compile": false, "eval_every": 50}' --no-progress \
+    --note 'all 5 variants distilled at once on one GPU, 2.5 minutes each: equal time and equal contention' \
+    --output bench/results/transfer/mnist_preset.json
+ check 300 cross_transfer_preset python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-transfer-preset/memory \
+    --split validation --models 2 --device cuda --title 'transfer preset, validation' \
+    --output bench/results/transfer/cross_preset.json) &
+(check 240 transfer_mlp python bench/mnist.py --ipc 1 --minutes 2.5 --validation-only --tag transfer-mlp \
+    --settings '{"compile": false, "eval_every": 50, "inner_learner": "convnet+mlp"}' --no-progress \
+    --note 'all 5 variants distilled at once on one GPU, 2.5 minutes each: equal time and equal contention' \
+    --output bench/results/transfer/mnist_mlp.json
+ check 300 cross_transfer_mlp python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-transfer-mlp/memory \
+    --split validation --models 2 --device cuda --title 'transfer mlp, validation' \
+    --output bench/results/transfer/cross_mlp.json) &
+(check 240 transfer_augment python bench/mnist.py --ipc 1 --minutes 2.5 --validation-only --tag transfer-augment \
+    --settings '{"compile": false, "eval_every": 50, "augment": "digits"}' --no-progress \
+    --note 'all 5 variants distilled at once on one GPU, 2.5 minutes each: equal time and equal contention' \
+    --output bench/results/transfer/mnist_augment.json
+ check 300 cross_transfer_augment python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-transfer-augment/memory \
+    --split validation --models 2 --device cuda --title 'transfer augment, validation' \
+    --output bench/results/transfer/cross_augment.json) &
+(check 240 transfer_mlp_augment python bench/mnist.py --ipc 1 --minutes 2.5 --validation-only --tag transfer-mlp-augment \
+    --settings '{"compile": false, "eval_every": 50, "inner_learner": "convnet+mlp", "augment": "digits"}' --no-progress \
+    --note 'all 5 variants distilled at once on one GPU, 2.5 minutes each: equal time and equal contention' \
+    --output bench/results/transfer/mnist_mlp-augment.json
+ check 300 cross_transfer_mlp_augment python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-transfer-mlp-augment/memory \
+    --split validation --models 2 --device cuda --title 'transfer mlp-augment, validation' \
+    --output bench/results/transfer/cross_mlp-augment.json) &
+(check 240 transfer_width128 python bench/mnist.py --ipc 1 --minutes 2.5 --validation-only --tag transfer-width128 \
+    --settings '{"compile": false, "eval_every": 50, "learner_width": 128}' --no-progress \
+    --note 'all 5 variants distilled at once on one GPU, 2.5 minutes each: equal time and equal contention' \
+    --output bench/results/transfer/mnist_width128.json
+ check 300 cross_transfer_width128 python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-transfer-width128/memory \
+    --split validation --models 2 --device cuda --title 'transfer width128, validation' \
+    --output bench/results/transfer/cross_width128.json) &
 wait
 gather
 fi

@@ -241,26 +241,27 @@ def cross_arch(lines):
                       "learners (the unroll takes any functional learner; the MLP is one) are the next step.", ""]
 
 
-def approaches(lines):
-    """Output-scale approaches on MNIST IPC 1 (bench/gpu_checks.sh): equal wall clock, validation split only."""
-    runs = {p.stem[len("mnist_"):]: json.loads(p.read_text()) for p in sorted((RESULTS / "approaches").glob("mnist_*.json"))}
+def variant_table(lines, folder: str, title: str, setting_columns: dict[str, str], intro: str):
+    """Variants of one MNIST IPC 1 run (bench/gpu_checks.sh), each distilled for equal wall clock and scored on the
+    validation split by the cross-architecture students: `folder`/mnist_<variant>.json and cross_<variant>.json."""
+    runs = {p.stem[len("mnist_"):]: json.loads(p.read_text()) for p in sorted((RESULTS / folder).glob("mnist_*.json"))}
     if not runs:
         return
     students = {}
     for variant in runs:
-        path = RESULTS / "approaches" / f"cross_{variant}.json"
+        path = RESULTS / folder / f"cross_{variant}.json"
         if path.exists():
             students[variant] = {row["student"]: row for row in json.loads(path.read_text())["rows"]}
     names = list(dict.fromkeys(s for rows in students.values() for s in rows))
     first = next(iter(runs.values()))
-    lines += ["### Recalled images at the data's scale: approaches on the validation split (`bench/mnist.py`, `bench/cross_arch.py`)", "",
-              f"MNIST IPC 1, the MNIST preset's settings, each approach distilled for the same "
+    lines += [f"### {title} (`bench/mnist.py`, `bench/cross_arch.py`)", "",
+              f"MNIST IPC 1, {intro} distilled for the same "
               f"{first['rows'][0]['distillation']['minutes']:.1f} minutes; every number is validation accuracy (10% of "
               "train), never test. ConvNet-32 (during distillation) is the Distiller's own validation; the students' "
               "columns are memory / random real images of the same budget, each student with its one recipe "
               "(`bench/cross_arch.py`), 2 models each.", "",
-              "| output_norm | init | outer steps | ConvNet-32 (distiller) | " + " | ".join(names) + " |",
-              "|---" * (4 + len(names)) + "|"]
+              "| " + " | ".join(setting_columns) + " | outer steps | ConvNet-32 (distiller) | " + " | ".join(names) + " |",
+              "|---" * (len(setting_columns) + 2 + len(names)) + "|"]
     for variant, r in runs.items():
         row = r["rows"][0]
         settings = row["settings"]
@@ -268,11 +269,27 @@ def approaches(lines):
         for student in names:
             s = students.get(variant, {}).get(student)
             cells.append(f"{100 * s['distilled']['mean']:.1f} / {100 * s['random_real']['mean']:.1f}" if s else "-")
-        lines.append(f"| {settings.get('output_norm', 'standardize')} | {settings.get('init', 'random')} | "
-                     f"{row['distillation']['outer_steps']} | {100 * row['best_val_accuracy']:.2f}% | " + " | ".join(cells) + " |")
-    commands = [r["command"] for r in runs.values()] + [json.loads((RESULTS / "approaches" / f"cross_{v}.json").read_text())["command"]
+        given = [str(settings.get(key, default)) for key, default in setting_columns.values()]
+        lines.append("| " + " | ".join(given) + f" | {row['distillation']['outer_steps']} | "
+                     f"{100 * row['best_val_accuracy']:.2f}% | " + " | ".join(cells) + " |")
+    commands = [r["command"] for r in runs.values()] + [json.loads((RESULTS / folder / f"cross_{v}.json").read_text())["command"]
                                                        for v in students]
     lines += ["", f"Machine: {first['machine']}. Commands: " + ", ".join(f"`{shown(c)}`" for c in commands) + f".{note(first)}", ""]
+
+
+def approaches(lines):
+    """Output-scale approaches on MNIST IPC 1 (bench/gpu_checks.sh): equal wall clock, validation split only."""
+    variant_table(lines, "approaches", "Recalled images at the data's scale: approaches on the validation split",
+                  {"output_norm": ("output_norm", "standardize"), "init": ("init", "random")},
+                  "the MNIST preset's settings, each approach")
+
+
+def transfer(lines):
+    """Issue 11's ViT gap (bench/gpu_checks.sh transfer): inner learners and augmentation, validation split only."""
+    variant_table(lines, "transfer", "Memories for other students: inner learners and augmentation on the validation split",
+                  {"inner learner": ("inner_learner", "convnet"), "augment": ("augment", None),
+                   "inner width": ("learner_width", 32)},
+                  "the MNIST preset with each variant's changes, each variant")
 
 
 def few_shot(lines):
@@ -296,7 +313,9 @@ def few_shot(lines):
                   "| episodes | " + " | ".join(present) + " | command |", "|---" * (len(present) + 2) + "|"]
         for row in r["rows"]:
             cells = [f"{100 * row[m]['mean']:.2f} +- {100 * row[m]['ci95']:.2f}%" if m in row else "-" for m in present]
-            lines.append(f"| {row['way']}-way {row['shots']}-shot | " + " | ".join(cells) + f" | `{shown(row['command'])}` |")
+            compiled = " (compiled learners)" if row.get("learner_compiled") else ""
+            lines.append(f"| {row['way']}-way {row['shots']}-shot{compiled} | " + " | ".join(cells)
+                         + f" | `{shown(row['command'])}` |")
         lines += ["", f"Machine: {r['machine']}. The paper (CIFAR-100, 1-shot / 5-shot): image addressing "
                   f"{paper[1][0]} / {paper[5][0]}, classify-then-recall {paper[1][1]} / {paper[5][1]}, nearest "
                   f"neighbour {paper[1][2]} / {paper[5][2]}.{note(r)}", ""]
@@ -455,7 +474,7 @@ def main() -> None:
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="the file whose results section is rewritten")
     args = parser.parse_args()
     lines = [BEGIN, ""]
-    for section in (main_job, faults, unroll, mnist, mnist_gpu, approaches, cross_arch, few_shot, continual, extrapolation,
+    for section in (main_job, faults, unroll, mnist, mnist_gpu, approaches, transfer, cross_arch, few_shot, continual, extrapolation,
                     ablations, cifar10, cifar10_gpu):
         section(lines)
     lines.append(END)
