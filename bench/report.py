@@ -311,11 +311,14 @@ def few_shot(lines):
                   f"epoch(s) on the training split of the memory's classes. Mean +- 95% interval over "
                   f"{r['episodes']} episodes.", "",
                   "| episodes | " + " | ".join(present) + " | command |", "|---" * (len(present) + 2) + "|"]
-        for row in r["rows"]:
+        for row in sorted(r["rows"], key=lambda row: (row["way"], row["shots"])):
             cells = [f"{100 * row[m]['mean']:.2f} +- {100 * row[m]['ci95']:.2f}%" if m in row else "-" for m in present]
             compiled = " (compiled learners)" if row.get("learner_compiled") else ""
             lines.append(f"| {row['way']}-way {row['shots']}-shot{compiled} | " + " | ".join(cells)
                          + f" | `{shown(row['command'])}` |")
+        if r["held_out"]:
+            lines += ["", "No classify-then-recall column: its classifier (and a label memory) knows only the classes it "
+                      "was trained on, none of these. No 10-way rows: five classes are held out. Chance is 20% in a 5-way episode."]
         lines += ["", f"Machine: {r['machine']}. The paper (CIFAR-100, 1-shot / 5-shot): image addressing "
                   f"{paper[1][0]} / {paper[5][0]}, classify-then-recall {paper[1][1]} / {paper[5][1]}, nearest "
                   f"neighbour {paper[1][2]} / {paper[5][2]}.{note(r)}", ""]
