@@ -4,7 +4,8 @@
     python bench/cross_arch.py user/mnist-ipc1 --models 3 --epochs 300 --students resnet10t MLP
 
 Students: the ConvNet-128 the memory was distilled with, timm's resnet10t, a small timm ViT (ViT-tiny width, 4
-blocks, 4x4 patches) and a 2-layer MLP (2 x 100 hidden units, the continual-learning learner). Each student has ONE
+blocks, 4x4 patches), a 2-layer MLP (2 x 100 hidden units, the continual-learning learner), and the same ViT trained
+with DSA's digit augmentation. Each student has ONE
 recipe (RECIPES below), used for the memory's recalled images and for random real images of the same budget alike,
 with no rescaling of either: a memory must train a student with that student's usual recipe. `--split validation`
 scores on the 10% of train the Distiller validated on (for choosing between memories), else the test split.
@@ -22,6 +23,8 @@ STUDENTS = {
     "resnet10t": dict(learner="resnet10t"),
     "ViT-small/4": dict(learner="vit_tiny_patch16_224", learner_kwargs={"patch_size": 4, "depth": 4}),
     "MLP": dict(learner="mlp"),
+    # the same ViT with DSA's digit augmentation on every batch (the usual way to train a ViT from few images)
+    "ViT-small/4 + DSA": dict(learner="vit_tiny_patch16_224", learner_kwargs={"patch_size": 4, "depth": 4}),
 }
 # One recipe per student, the same for both training sets: the RTP protocol (SGD lr 0.01, momentum 0.9, constant)
 # for the ConvNet, the ResNet and the MLP; AdamW with warm-up and cosine decay for the ViT, which does not train from
@@ -32,6 +35,8 @@ RECIPES = {
     "ViT-small/4": ("adamw 1e-3, cosine, 10% warm-up, wd 0.05", dict(optimizer="adamw", lr=1e-3, weight_decay=0.05,
                                                                    schedule="cosine", warmup=0.1)),
     "MLP": ("protocol", {}),
+    "ViT-small/4 + DSA": ("adamw 1e-3, cosine, 10% warm-up, wd 0.05, DSA digits augmentation",
+                          dict(optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", warmup=0.1, augment="digits")),
 }
 
 
@@ -48,6 +53,9 @@ def main() -> None:
     parser.add_argument("--title", default="", help="what this run adds, for the README table's heading")
     add_result_options(parser, RESULTS / "cross_arch.json", mergeable=True)
     args = parser.parse_args()
+    unknown = sorted(set(args.students or []) - set(STUDENTS))
+    if unknown:
+        parser.error(f"unknown student(s) {unknown}; students are: {', '.join(STUDENTS)}")
 
     from hf_rtp import AddressableMemory
     from hf_rtp.data import load_train_test
