@@ -161,6 +161,7 @@ def test_cross_arch_trains_each_student_with_one_recipe_on_both_sets(tmp_path):
     assert merged["note"] == "the ConvNet again"
 
 
+@pytest.mark.slow  # 35-40 s: keeps the default suite under 10 minutes on 2 cores
 def test_unroll_bench_times_engine_and_reference_and_checks_the_ratios(tmp_path):
     output = tmp_path / "unroll.json"
     command = [sys.executable, str(ROOT / "bench" / "unroll.py"), "--steps", "2", "3", "--impl", "engine", "reference",
@@ -175,6 +176,7 @@ def test_unroll_bench_times_engine_and_reference_and_checks_the_ratios(tmp_path)
     assert (tmp_path / "unroll_memory.png").exists()
 
 
+@pytest.mark.slow  # 35-40 s: keeps the default suite under 10 minutes on 2 cores
 def test_ablations_in_parallel_processes(tmp_path):
     output = tmp_path / "ablations.json"
     command = [sys.executable, str(ROOT / "bench" / "ablations.py"), "--minutes", "0.02", "--seeds", "0", "1", "--models", "1",
