@@ -241,7 +241,7 @@ def cross_arch(lines):
                       "learners (the unroll takes any functional learner; the MLP is one) are the next step.", ""]
 
 
-def variant_table(lines, folder: str, title: str, setting_columns: dict[str, str], intro: str):
+def variant_table(lines, folder: str, title: str, setting_columns: dict[str, tuple[str, object]], intro: str):
     """Variants of one MNIST IPC 1 run (bench/gpu_checks.sh), each distilled for equal wall clock and scored on the
     validation split by the cross-architecture students: `folder`/mnist_<variant>.json and cross_<variant>.json."""
     runs = {p.stem[len("mnist_"):]: json.loads(p.read_text()) for p in sorted((RESULTS / folder).glob("mnist_*.json"))}
