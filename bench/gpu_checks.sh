@@ -173,7 +173,7 @@ fi
 
 # Issue 11's open point: a memory that trains a ViT (and resnet10t at IPC 10) better than random real images. Variants of
 # the MNIST preset, distilled at once for the same 2.5 minutes (compile off), each scored on the validation split by
-# the four students (2 models each): the preset; the MLP taking turns with the ConvNet in the inner loop (a learner
+# cross_arch.py's students (2 models each): the preset; the MLP taking turns with the ConvNet in the inner loop (a learner
 # without convolutions' bias); DSA augmentation in the unroll (known to help transfer); both; a wider inner learner.
 if [ "$STEPS" = transfer ]; then
 mkdir -p bench/results/transfer

@@ -64,7 +64,7 @@ python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag so
 python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag width128 --settings '{"learner_width": 128, "eval_every": 5}' --no-progress --output bench/results/speedups/width128.json
 python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag width64 --settings '{"learner_width": 64, "eval_every": 10}' --no-progress --output bench/results/speedups/width64.json
 # ... a pilot for the ViT gap: the same ViT with and without DSA's digit augmentation, on the IPC 1 preset memory and
-# random real images, validation split, 1 model each (about 40 CPU-minutes on 1 thread: a ViT on 290 images is slow here)
+# random real images, validation split, 1 model each (about 25 minutes on 1 thread: a ViT on 290 images takes about 10 of them per model here)
 python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory-preset --split validation --models 1 --students ViT-small/4 'ViT-small/4 + DSA' --title 'a ViT with and without augmentation, validation pilot' --output bench/results/cross_arch_ipc1_vit_validation.json
 python bench/mnist.py --plot
 python bench/report.py

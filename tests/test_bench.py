@@ -124,6 +124,12 @@ def test_few_shot_bench_on_a_tiny_cifar100_layout_seen_and_held_out(tmp_path):
     assert "classify-then-recall" not in record["rows"][0]  # a label memory cannot recall classes it never saw
 
 
+def test_cross_arch_refuses_an_unknown_student_before_any_work():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "cross_arch.py"), "no/such-memory", "--students", "ViT-small/4",
+                           "vit-huge"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown student(s) ['vit-huge']" in done.stderr, done.stderr[-2000:]
+
+
 def test_cross_arch_trains_each_student_with_one_recipe_on_both_sets(tmp_path):
     import torch
 
