@@ -12,8 +12,9 @@
 #      - MNIST IPC 1 and IPC 10 with the paper's inner learner (ConvNet-128, T=150, 32 images per class per step)
 #        for 3.5 minutes each, tested on the 10k test split, with their validation curves.
 #   About 10 minutes: `unroll` (step 1, about 4 minutes) and `runs` (step 2, about 6) fit one device call each.
-#   bench/gpu_checks.sh [main|unroll|runs|transfer|earlier-main]    (default main: unroll and runs)
+#   bench/gpu_checks.sh [main|unroll|runs|transfer|transfer-test|earlier-main]    (default main: unroll and runs)
 #   transfer (issue 11's ViT gap): five variants of the MNIST preset, 2.5 minutes each, and their students: about 8 min.
+#   transfer-test (next, on the same warm machine): the preset variant and the best by validation, on the test split.
 # Every line is the command its JSON records. Results are written to bench/results/ and packed, with log.txt, into
 # $OUT/results.tar (what comes back from the device machine: few files may come back).
 # Provisioning: bench/provision_device.sh (a venv from the wheels carried in .whl; the MNIST parquet carried in
@@ -57,7 +58,9 @@ check() {  # check SECONDS NAME python bench/SCRIPT.py ARGS...: run one line, ki
         line+=(${SMOKE_ARGS[$script]} --output "$SMOKE_DIR/$output")
     fi
     echo "\$ ${line[*]}" >"$LOGS/$name.log"
+    local start=$SECONDS
     timeout "$seconds" "${line[@]}" >>"$LOGS/$name.log" 2>&1 || say "$name failed or timed out (exit $?)"
+    say "$name ended after $((SECONDS - start)) s"  # what sizes the next device call
 }
 
 gather() {  # the per-command logs into log.txt, without progress bars; the results into $OUT/results.tar
@@ -71,7 +74,8 @@ gather() {  # the per-command logs into log.txt, without progress bars; the resu
     if [ -z "${SMOKE:-}" ]; then
         (cd bench/results && find unroll_cuda_compiled.json unroll_cuda_compiled_memory.png approaches mnist_gpu_ipc1.json \
             mnist_gpu_ipc10.json cross_arch_ipc1.json cross_arch_ipc10.json speedups transfer mnist.json \
-            memories/mnist-ipc1-memory-preset memories/mnist-ipc10-memory-preset mnist_accuracy_vs_time.png -newer "$LOGS/started" -type f 2>/dev/null | tar -cf "$OUT/results.tar" -T -)
+            memories/mnist-ipc1-memory-preset memories/mnist-ipc10-memory-preset mnist_accuracy_vs_time.png \
+            runs/mnist-ipc1-memory-transfer-{preset,mlp,augment,mlp-augment,width128}/{memory,metrics.jsonl} -newer "$LOGS/started" -type f 2>/dev/null | tar -cf "$OUT/results.tar" -T -)
     fi
 }
 
@@ -214,6 +218,44 @@ export OMP_NUM_THREADS=$(threads 3)  # five processes share the device's 16 core
  check 300 cross_transfer_width128 python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-transfer-width128/memory \
     --split validation --models 2 --device cuda --title 'transfer width128, validation' \
     --output bench/results/transfer/cross_width128.json) &
+wait
+# The variant for transfer-test: the one whose worst student leads random real by the most (validation split only).
+python - "$( [ -n "${SMOKE:-}" ] && echo "$SMOKE_DIR" || echo bench/results/transfer)" <<'EOF' 2>&1 | tee -a "$LOG"
+import json, pathlib, sys
+
+margins = {}
+for path in sorted(pathlib.Path(sys.argv[1]).glob("cross_*.json")):
+    variant = path.stem[len("cross_"):]
+    margins[variant] = min(r["distilled"]["mean"] - r["random_real"]["mean"] for r in json.loads(path.read_text())["rows"])
+    print(f"{variant:12s} worst student's lead over random real: {100 * margins[variant]:+.2f} points")
+choice = max(margins, key=margins.get) if margins else "preset"
+pathlib.Path("bench/results/runs").mkdir(parents=True, exist_ok=True)
+pathlib.Path("bench/results/runs/transfer_choice").write_text(choice)
+print("transfer-test will score:", choice)
+EOF
+gather
+fi
+
+# After `transfer`, on the same warm machine (its memories stay in the ignored bench/results/runs): the chosen variant
+# and the preset variant beside it, on the test split, 3 models per student (what fits the device time left).
+if [ "$STEPS" = transfer-test ]; then
+mkdir -p bench/results/transfer
+choice=$(cat bench/results/runs/transfer_choice 2>/dev/null || echo preset)
+say "transfer variants on the test split: preset and $choice (at once)"
+export OMP_NUM_THREADS=$(threads 6)
+check 420 test_transfer_preset python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-transfer-preset/memory --models 3 \
+    --device cuda --title 'transfer preset, test' --output bench/results/transfer/test_preset.json &
+case $choice in
+mlp) check 420 test_transfer_mlp python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-transfer-mlp/memory --models 3 \
+    --device cuda --title 'transfer mlp, test' --output bench/results/transfer/test_mlp.json & ;;
+augment) check 420 test_transfer_augment python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-transfer-augment/memory \
+    --models 3 --device cuda --title 'transfer augment, test' --output bench/results/transfer/test_augment.json & ;;
+mlp-augment) check 420 test_transfer_mlp_augment python bench/cross_arch.py \
+    bench/results/runs/mnist-ipc1-memory-transfer-mlp-augment/memory --models 3 --device cuda \
+    --title 'transfer mlp-augment, test' --output bench/results/transfer/test_mlp-augment.json & ;;
+width128) check 420 test_transfer_width128 python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-transfer-width128/memory \
+    --models 3 --device cuda --title 'transfer width128, test' --output bench/results/transfer/test_width128.json & ;;
+esac
 wait
 gather
 fi
