@@ -179,6 +179,8 @@ fi
 # the MNIST preset, distilled at once for the same 2.5 minutes (compile off), each scored on the validation split by
 # cross_arch.py's students (2 models each): the preset; the MLP taking turns with the ConvNet in the inner loop (a learner
 # without convolutions' bias); DSA augmentation in the unroll (known to help transfer); both; a wider inner learner.
+# They ran once (an H100, 2026-11-27) with the preset of that day (inner_learner convnet, no augmentation); mlp-augment won
+# and the MNIST preset now carries its two changes, so in a rerun the preset line is that variant.
 if [ "$STEPS" = transfer ]; then
 mkdir -p bench/results/transfer
 say "transfer variants (at once)"
