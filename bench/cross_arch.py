@@ -71,7 +71,10 @@ def main() -> None:
     sets = {"distilled": recalled_tensors(memory), "random_real": random_real(train, ipc)}
     rows: list[dict] = []
     record = {"title": args.title, "memory": args.memory, "dataset": memory.config.dataset_name, "ipc": ipc,
-              "epochs": args.epochs, "split": args.split, "output_norm": memory.config.output_norm, "rows": rows}
+              "epochs": args.epochs, "split": args.split, "output_norm": memory.config.output_norm, "rows": rows,
+              # how the memory was distilled bears on which students it trains (the inner learner, the augmentation)
+              "distilled_with": {"inner_learner": (memory.config.distillation or {}).get("inner_learner", "convnet"),
+                                 "augment": (memory.config.distillation or {}).get("augment")}}
     for student in [s for s in STUDENTS if not args.students or s in args.students]:
         base = STUDENTS[student]
         recipe_name, recipe = RECIPES[student]

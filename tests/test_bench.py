@@ -283,7 +283,7 @@ WRITTEN = {
                "images_per_query", "downsample", "settings", "distillation", "distill_minutes", "resumed_minutes", "curve",
                "memory_folder", "best_val_accuracy"}),
     "ablations": ({"dataset", "ipc", "minutes_per_run", "seeds", "parallel", "evaluation", "rows"}, {"finding", "A", "B", "holds", "gap"}),
-    "cross_arch": ({"title", "memory", "dataset", "ipc", "epochs", "split", "output_norm", "rows"},
+    "cross_arch": ({"title", "memory", "dataset", "ipc", "epochs", "split", "output_norm", "rows", "distilled_with"},
                    {"student", "learner", "learner_kwargs", "recipe", "recipe_settings", "distilled", "random_real", "models",
                     "command"}),
     "few_shot": ({"image_memory", "label_memory", "dataset", "held_out", "seen", "episodes", "image_memory_floats",

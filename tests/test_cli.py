@@ -149,6 +149,7 @@ def test_explicit_none_is_not_ignored_and_resume_needs_only_the_output_dir(tmp_p
 
 
 def test_mnist_preset_applies_by_hub_id_and_alias():
+    from hf_rtp.augment import parse_strategy
     from hf_rtp.cli import build_parser
     from hf_rtp.run_options import resolve_run_options
 
@@ -156,5 +157,10 @@ def test_mnist_preset_applies_by_hub_id_and_alias():
         data, memory, config = resolve_run_options(build_parser().parse_args(["distill", "--dataset", name]))
         assert (config.init, config.learner_width, config.unroll_steps, config.max_minutes) == ("real", 32, 50, 30)
         assert memory.output_norm == "standardize" and config.compile is None
+        # the memory is distilled for other students too (issue 11): an MLP takes turns, DSA augments every unroll
+        assert (config.inner_learner, config.augment) == ("convnet+mlp", "digits")
+    _, _, earlier = resolve_run_options(build_parser().parse_args(["distill", "--dataset", "mnist", "--inner-learner", "convnet",
+                                                                   "--augment", "none"]))  # the earlier preset, as the README says
+    assert (earlier.inner_learner, parse_strategy(earlier.augment)) == ("convnet", ())
     _, _, given = resolve_run_options(build_parser().parse_args(["distill", "--dataset", "mnist", "--init", "random", "--no-compile"]))
     assert given.init == "random" and given.compile is False
