@@ -66,6 +66,11 @@ python bench/mnist.py --ipc 1 --minutes 5 --validation-only --threads 2 --tag wi
 # ... a pilot for the ViT gap: the same ViT with and without DSA's digit augmentation, on the IPC 1 preset memory and
 # random real images, validation split, 1 model each (about 25 minutes on 1 thread: a ViT on 290 images takes about 10 of them per model here)
 python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory-preset --split validation --models 1 --students ViT-small/4 'ViT-small/4 + DSA' --title 'a ViT with and without augmentation, validation pilot' --output bench/results/cross_arch_ipc1_vit_validation.json
+# Issue 11: the MNIST preset now distils with an MLP taking turns with the ConvNet and DSA's digit augmentation (the
+# winner of bench/gpu_checks.sh transfer on the validation split); its IPC 1 memory and its other students on the test
+# split, 3 models each (its ConvNet-128 row is mnist.json's, the same protocol with 5 models)
+python bench/mnist.py --ipc 1 --method memory --minutes 30 --tag preset-mlp-dsa --no-progress
+python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory-preset-mlp-dsa --models 3 --students resnet10t ViT-small/4 MLP --title 'the MNIST preset (ConvNet+MLP inner loop, DSA)' --output bench/results/cross_arch_ipc1_mlp_dsa.json
 python bench/mnist.py --plot
 python bench/report.py
 # Issue 12: an image-addressed MNIST memory (the README's configuration, the CLI, under 30 minutes), then few-shot
