@@ -153,7 +153,7 @@ def mnist(lines):
                            for name in settings.get("inner_learner", "convnet").split("+"))
         augment = settings.get("augment")
         recipe = (f"{settings.get('init', 'random')}, {recall_of(row)}, {inner}"
-                  f"{f', augment {augment}' if augment and augment != 'none' else ''}"
+                  f"{f', augment {augment}' if augment else ''}"
                   f"{', soft labels' if settings.get('soft_labels') else ''}" if "settings" in row else "-")
         lines.append(f"| IPC {row['ipc']:g} | {method} | {recipe} | {row['images']} | {row['storage_floats']} | {pct(row['accuracy'])} | "
                      f"{distilled} | `{shown(row['command'])}` |")

@@ -126,7 +126,8 @@ class DistillConfig:
             raise ValueError(f"report_to={self.report_to!r} needs the `{package}` package: pip install {package}")
         if self.push_dataset and not self.push_to_hub:
             raise ValueError("push_dataset needs push_to_hub (the memory's repo id)")
-        parse_strategy(self.augment)  # fail early on an unknown op
+        if not parse_strategy(self.augment):  # fail early on an unknown op
+            self.augment = None  # one spelling of "no augmentation" ("none" from the CLI), so records and reports agree
         inner_learner_names(self.inner_learner)  # and on an unknown inner learner
 
 

@@ -149,7 +149,6 @@ def test_explicit_none_is_not_ignored_and_resume_needs_only_the_output_dir(tmp_p
 
 
 def test_mnist_preset_applies_by_hub_id_and_alias():
-    from hf_rtp.augment import parse_strategy
     from hf_rtp.cli import build_parser
     from hf_rtp.run_options import resolve_run_options
 
@@ -161,6 +160,6 @@ def test_mnist_preset_applies_by_hub_id_and_alias():
         assert (config.inner_learner, config.augment) == ("convnet+mlp", "digits")
     _, _, earlier = resolve_run_options(build_parser().parse_args(["distill", "--dataset", "mnist", "--inner-learner", "convnet",
                                                                    "--augment", "none"]))  # the earlier preset, as the README says
-    assert (earlier.inner_learner, parse_strategy(earlier.augment)) == ("convnet", ())
+    assert (earlier.inner_learner, earlier.augment) == ("convnet", None)
     _, _, given = resolve_run_options(build_parser().parse_args(["distill", "--dataset", "mnist", "--init", "random", "--no-compile"]))
     assert given.init == "random" and given.compile is False
