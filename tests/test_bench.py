@@ -31,6 +31,7 @@ def _load_common():
 common = _load_common()
 
 
+@pytest.mark.slow  # about 100 s: the default suite ran 614 s alone with it, over the 10-minute budget
 def test_cifar10_script_end_to_end_on_a_tiny_cifar_layout(tmp_path):
     """ZCA, flip_rotate shared across the unroll, distillation, evaluation with augmentation, model card."""
     rng = np.random.default_rng(0)
