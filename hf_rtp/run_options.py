@@ -47,6 +47,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
             notes.setdefault(name, []).append(f"{value} for {dataset}{' (the default dataset)' if dataset == DIGITS else ''}")
     for cls in RUN_CLASSES:
         add_options(parser, cls, notes={k: "; ".join(v) for k, v in notes.items()})
+    parser.add_argument("--preset", default=None, choices=[*PRESETS, *sorted(k for k, v in ALIASES.items() if v in PRESETS), "none"],
+                        help="Whose preset settings apply: by default the dataset's own (by its Hub id or alias); name one "
+                             "for a local copy of that dataset (e.g. --dataset ./mnist --preset mnist), or `none` for the "
+                             "dataclass defaults alone. (default: None)")
 
 
 def preset_name(dataset: str) -> str:
@@ -66,7 +70,9 @@ def resolve_run_options(namespace: argparse.Namespace) -> tuple[DataConfig, Memo
         base = {**saved.get("data", {}), "output_norm": "none", "soft_labels": False, **saved.get("memory", {}),
                 **saved.get("distill", {})}
     else:
-        base = dict(PRESETS.get(preset_name(explicit.get("dataset", DataConfig.dataset)), {}))
+        # the preset of the dataset named, unless --preset names another (a local copy of a Hub dataset) or none
+        chosen = getattr(namespace, "preset", None) or explicit.get("dataset", DataConfig.dataset)
+        base = dict(PRESETS.get(preset_name(chosen), {}))
     values = {**base, **explicit}
     return build(DataConfig, values), build(MemoryOptions, values), build(DistillConfig, values)
 

@@ -163,3 +163,10 @@ def test_mnist_preset_applies_by_hub_id_and_alias():
     assert (earlier.inner_learner, earlier.augment) == ("convnet", None)
     _, _, given = resolve_run_options(build_parser().parse_args(["distill", "--dataset", "mnist", "--init", "random", "--no-compile"]))
     assert given.init == "random" and given.compile is False
+    # a local copy of the Hub's MNIST takes its preset by name; --preset none gives the dataclass defaults
+    parser = build_parser()
+    _, _, local = resolve_run_options(parser.parse_args(["distill", "--dataset", "./data/mnist", "--preset", "mnist"]))
+    assert (local.inner_learner, local.unroll_steps, local.max_minutes) == ("convnet+mlp", 50, 30)
+    _, _, plain = resolve_run_options(parser.parse_args(["distill", "--dataset", "./data/mnist"]))
+    _, _, none = resolve_run_options(parser.parse_args(["distill", "--dataset", "mnist", "--preset", "none"]))
+    assert (plain.unroll_steps, plain.learner_width) == (none.unroll_steps, none.learner_width) == (150, 128)
