@@ -48,7 +48,7 @@ class DistillConfig:
     unroll_warmup: int = field(default=0, metadata={"help": "Outer steps over which T grows from `unroll_steps_start` to `unroll_steps`."})
     inner_lr: float = field(default=0.01, metadata={"help": 'Inner SGD learning rate (fixed, as in the paper).'})
     inner_momentum: float = field(default=0.9, metadata={"help": "Inner SGD momentum; 0.9 is one of the paper's two findings (fig 4)."})
-    inner_learner: str = field(default="convnet", metadata={"help": "The network trained in the inner loop: `convnet` (the paper's, `learner_width` wide), `convnet-<width>`, `mlp` (2 x 100), `mlp-<hidden>`, or several joined by + (e.g. `convnet+mlp`) that take turns, one per unroll, so the memory is distilled for all of them (the network a memory will train, e.g. continual learning's MLP). Validation stays the ConvNet protocol."})
+    inner_learner: str = field(default="convnet", metadata={"help": "The network trained in the inner loop: `convnet` (the paper's, `learner_width` wide), `convnet-<width>`, `mlp` (2 x 100), `mlp-<hidden>`, `vit` (a 2-block ViT of width 64 on 4x4 patches), `vit-<width>`, or several joined by + (e.g. `convnet+mlp`) that take turns, one per unroll, so the memory is distilled for all of them (the network a memory will train, e.g. continual learning's MLP). Validation stays the ConvNet protocol."})
     learner_width: int = field(default=128, metadata={"help": 'Width of the ConvNet trained in the inner loop (evaluation uses `eval_width`).'})
     learner_depth: int | None = field(default=None, metadata={"help": 'ConvNet depth; None picks it from the resolution (3 for 28/32 px).'})
     classes_per_step: int | None = field(default=None, metadata={"help": 'Classes sampled per unroll; None uses all classes (as the paper does for CIFAR-10).'})
@@ -141,8 +141,8 @@ def inner_learner_names(spec: str) -> list[str]:
     names = spec.split("+")
     for name in names:
         kind, _, width = name.partition("-")
-        if kind not in ("convnet", "mlp") or (width and not (width.isdigit() and int(width) > 0)):
-            raise ValueError(f"inner_learner {name!r} is not one of convnet, convnet-<width>, mlp, mlp-<hidden> "
+        if kind not in ("convnet", "mlp", "vit") or (width and not (width.isdigit() and int(width) > 0)):
+            raise ValueError(f"inner_learner {name!r} is not one of convnet, convnet-<width>, mlp, mlp-<hidden>, vit, vit-<width> "
                              f"(joined by + to take turns): the unroll needs a network with a functional form")
     return names
 

@@ -22,7 +22,7 @@ import datasets
 
 from .augment import batch_augmenter
 from .data import ImageClassificationData
-from .learners import ConvNet, Resized, create_learner
+from .learners import ConvNet, Resized, ViT, create_learner
 from .modeling_memory import AddressableMemory
 from .options import flags
 
@@ -40,7 +40,7 @@ class EvalConfig:
     standardize: bool = field(default=False, metadata={"help": "Rescale the training images per channel to zero mean and unit std over the set, the scale the normalised test data has. Distilled images can drift to any contrast because the ConvNet's instance norm ignores it; students without that invariance (BatchNorm ResNets, ViTs) need it back."})
     input_size: int | None = field(default=None, metadata={"help": "Bilinearly resize images to this many pixels a side before the network, in training and testing (e.g. 128 for a stride-32 ResNet on 28 px images); None keeps them."})
     batch_size: int = field(default=640, metadata={"help": 'Training minibatch size (the whole set when smaller).'})
-    learner: str = field(default="convnet", metadata={"help": '`convnet`, `convnet-<width>`, or a timm model name for cross-architecture evaluation.'})
+    learner: str = field(default="convnet", metadata={"help": '`convnet`, `convnet-<width>`, `mlp`, `vit` (the small ViT the unroll can also train), or a timm model name for cross-architecture evaluation.'})
     learner_kwargs: dict = field(default_factory=dict, metadata={"help": "Extra timm.create_model arguments for a timm learner, e.g. {\"patch_size\": 4} for a ViT on 28x28 images."})
     width: int = field(default=128, metadata={"help": 'ConvNet width.'})
     seed: int = field(default=0, metadata={"help": 'Seed of network inits and minibatch order: model i uses seed + i.'})
@@ -93,6 +93,8 @@ def _seeded_learner(config: EvalConfig, shape: Sequence[int], num_classes: int, 
         with torch.random.fork_rng(devices=[]):  # timm initialises from the global generator
             torch.manual_seed(seed)
             net = create_learner(config.learner, shape[0], num_classes, size, **config.learner_kwargs)
+        if isinstance(net, ViT):  # the unroll's ViT starts as timm's ViTs do (truncated-normal weights and positions)
+            net.reset_parameters(torch.Generator().manual_seed(seed))
     return (Resized(net, size) if config.input_size else net).to(device)
 
 

@@ -123,6 +123,68 @@ class MLP(FunctionalNet):
         return fresh
 
 
+class ViT(FunctionalNet):
+    """A small Vision Transformer as a pure function, so the unroll can train one: `patch` x `patch` patches embedded
+    to `dim`, a learned position embedding, `depth` pre-norm blocks (multi-head self-attention with `dim // 32` heads,
+    then a 2x MLP with GELU), mean pooling and a linear head. Without convolutions it has no locality or translation
+    bias, like timm's ViTs: an inner learner that makes a memory carry what attention over patches learns from (the
+    ConvNet alone makes images that a ViT trained on them learns less from than from real ones)."""
+
+    def __init__(self, in_channels: int, num_classes: int, image_size: int | Sequence[int], dim: int = 64,
+                 depth: int = 2, patch: int = 4):
+        super().__init__()
+        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if h % patch or w % patch:
+            raise ValueError(f"a ViT with {patch}x{patch} patches needs an image size divisible by {patch}, got {h}x{w}")
+        self.dim, self.depth, self.patch, self.heads = dim, depth, patch, max(1, dim // 32)
+        if dim % self.heads:
+            raise ValueError(f"ViT width {dim} does not split into {self.heads} heads")
+        self.embed = nn.Conv2d(in_channels, dim, patch, stride=patch)
+        self.position = nn.Parameter(torch.zeros(1, (h // patch) * (w // patch), dim))
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([nn.LayerNorm(dim), nn.Linear(dim, 3 * dim), nn.Linear(dim, dim),
+                           nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.Linear(2 * dim, dim)])
+            for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def functional(self, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        it = iter(params)
+        position, weight, bias = next(it), next(it), next(it)  # parameters() order: a module's own tensors first
+        x = F.conv2d(x, weight, bias, stride=self.patch).flatten(2).transpose(1, 2) + position  # (n, tokens, dim)
+        n, tokens, dim = x.shape
+        for _ in range(self.depth):
+            ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b = (next(it) for _ in range(12))
+            q, k, v = F.linear(F.layer_norm(x, (dim,), ln1_w, ln1_b), qkv_w, qkv_b).view(
+                n, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+            # attention written out (not scaled_dot_product_attention): the unroll needs its double backward
+            attention = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(dim // self.heads), dim=-1)
+            x = x + F.linear((attention @ v).transpose(1, 2).reshape(n, tokens, dim), proj_w, proj_b)
+            hidden = F.gelu(F.linear(F.layer_norm(x, (dim,), ln2_w, ln2_b), fc1_w, fc1_b))
+            x = x + F.linear(hidden, fc2_w, fc2_b)
+        norm_w, norm_b, head_w, head_b = it
+        return F.linear(F.layer_norm(x, (dim,), norm_w, norm_b).mean(1), head_w, head_b)
+
+    @torch.no_grad()
+    def init_params(self, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """timm's ViT init: truncated normal (std 0.02) for the position embedding and linear weights, zero biases,
+        unit LayerNorms; the patch embedding as a conv (U(+-1/sqrt(fan_in)))."""
+        fresh = []
+        for name, p in self.named_parameters():
+            if name.startswith("embed."):
+                bound = 1 / math.sqrt(self.embed.weight[0].numel())
+                t = torch.empty(p.shape, dtype=p.dtype).uniform_(-bound, bound, generator=generator)
+            elif name == "position" or (name.endswith("weight") and p.dim() == 2):
+                t = torch.nn.init.trunc_normal_(torch.empty(p.shape, dtype=p.dtype), std=0.02, a=-0.04, b=0.04,
+                                                generator=generator)
+            elif name.endswith("weight"):  # LayerNorm scales
+                t = torch.ones(p.shape, dtype=p.dtype)
+            else:
+                t = torch.zeros(p.shape, dtype=p.dtype)
+            fresh.append(t.to(p.device))
+        return fresh
+
+
 def create_learner(
     name: str,
     in_channels: int,
@@ -133,7 +195,8 @@ def create_learner(
     **timm_kwargs,
 ) -> nn.Module:
     """`convnet` (the paper's ConvNet; `convnet-64` sets the width), `mlp` (2 x 100 hidden units; `mlp-<hidden>`
-    sets the width, `depth` the number of hidden layers) or any timm model name (evaluation only);
+    sets the width, `depth` the number of hidden layers), `vit` (width 64, 2 blocks, 4x4 patches; `vit-<width>`,
+    `depth` its blocks) or any timm model name (evaluation only);
     `depth` is the ConvNet's number of conv blocks or the timm model's own `depth` (a ViT's blocks); `timm_kwargs`
     go to timm.create_model (e.g. patch_size=4 for a ViT on 28x28 images)."""
     if name == "convnet" or name.startswith("convnet-"):
@@ -143,6 +206,9 @@ def create_learner(
     if name == "mlp" or name.startswith("mlp-"):
         hidden = int(name.split("-", 1)[1]) if "-" in name else 100
         return MLP(in_channels, num_classes, image_size, hidden=hidden, layers=depth if depth is not None else 2)
+    if name == "vit" or name.startswith("vit-"):
+        dim = int(name.split("-", 1)[1]) if "-" in name else 64
+        return ViT(in_channels, num_classes, image_size, dim=dim, depth=depth if depth is not None else 2)
     import timm
 
     size = image_size if isinstance(image_size, int) else image_size[0]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hf_rtp import AddressableMemory, AddressableMemoryConfig, Distiller
 from hf_rtp.data import load_image_dataset
 from hf_rtp.evaluate import dataset_tensors
-from hf_rtp.learners import MLP, create_learner
+from hf_rtp.learners import MLP, ViT, create_learner
 from hf_rtp.unroll import compiler_available, real_batch_loss, unroll, unroll_reference
 
 from helpers import assert_same, state, tiny
@@ -121,6 +121,45 @@ def test_mlp_learner_functional_and_meta_gradient():
     assert torch.equal(net(x), net.functional(list(net.parameters()), x))
     assert [p.shape for p in net.init_params()] == [p.shape for p in net.parameters()]
     assert isinstance(create_learner("mlp", 1, 3, 8), MLP) and create_learner("mlp-32", 1, 3, 8).linears[0].out_features == 32
+    cfg = AddressableMemoryConfig(image_shape=[1, 8, 8], class_names=["a", "b", "c"], num_bases=4, images_per_query=2,
+                                  downsample=2, mean=[0.0], std=[1.0], output_norm="standardize")
+    memory = AddressableMemory(cfg).double()
+    init = [p.double() for p in net.init_params(torch.Generator().manual_seed(3))]
+    labels = torch.arange(3)
+
+    def step_data(t):
+        return memory.images_for_labels(labels, torch.tensor([[t % 2]] * 3)), labels
+
+    outer = real_batch_loss(net.functional, torch.randn(9, 1, 8, 8, dtype=torch.float64), torch.arange(9) % 3)
+    params = list(memory.parameters())
+    engine = unroll(net.functional, init, step_data, params, outer, 6, lr=0.1, momentum=0.9)
+    reference = unroll_reference(net.functional, init, step_data, params, outer, 6, lr=0.1, momentum=0.9)
+    for a, b in zip(engine.grads, reference.grads):
+        assert float(b.abs().max()) > 0 and float((a - b).norm() / b.norm()) < 1e-9
+
+
+def test_vit_learner_functional_init_and_meta_gradient():
+    """The unroll's ViT: its functional form is its forward, its init is timm's, and the engine's meta-gradient
+    through attention and LayerNorm equals autograd through the whole unroll."""
+    torch.manual_seed(0)
+    net = ViT(1, 3, 8, dim=8, depth=2, patch=4).double()
+    fresh = net.init_params(torch.Generator().manual_seed(1))
+    assert [p.shape for p in fresh] == [p.shape for p in net.parameters()]
+    assert torch.equal(fresh[0], net.init_params(torch.Generator().manual_seed(1))[0])  # seeded
+    assert net.position is list(net.parameters())[0]
+    assert float(fresh[0].abs().max()) <= 0.04 and float(fresh[0].std()) > 0.005  # truncated normal, std 0.02
+    net.reset_parameters(torch.Generator().manual_seed(1))
+    x = torch.randn(5, 1, 8, 8, dtype=torch.float64)
+    # the module's own layers (Conv2d, LayerNorm, Linear, attention by hand) give the same logits as `functional`
+    tokens = net.embed(x).flatten(2).transpose(1, 2) + net.position
+    for ln1, qkv, proj, ln2, fc1, fc2 in net.blocks:
+        q, k, v = qkv(ln1(tokens)).view(5, 4, 3, 1, 8).permute(2, 0, 3, 1, 4)
+        tokens = tokens + proj((torch.softmax(q @ k.transpose(-2, -1) / 8 ** 0.5, -1) @ v).transpose(1, 2).reshape(5, 4, 8))
+        tokens = tokens + fc2(F.gelu(fc1(ln2(tokens))))
+    assert torch.allclose(net(x), net.head(net.norm(tokens).mean(1)), atol=1e-12)
+    assert isinstance(create_learner("vit", 1, 3, 28), ViT) and create_learner("vit-96", 1, 3, 28, depth=1).dim == 96
+    with pytest.raises(ValueError, match="divisible by 4"):
+        ViT(1, 3, 30)
     cfg = AddressableMemoryConfig(image_shape=[1, 8, 8], class_names=["a", "b", "c"], num_bases=4, images_per_query=2,
                                   downsample=2, mean=[0.0], std=[1.0], output_norm="standardize")
     memory = AddressableMemory(cfg).double()

@@ -198,6 +198,6 @@ def test_inner_learners_take_turns_and_bad_ones_are_refused(tmp_path, digits):
     used, memory = used_after(2)
     assert used == [True, True]  # step 1: the MLP
     assert memory.config.distillation["inner_learner"] == "convnet+mlp-16"
-    for bad in ("resnet18", "mlp-x", "convnet+"):
+    for bad in ("resnet18", "mlp-x", "convnet+", "vit-0"):
         with pytest.raises(ValueError, match="inner_learner"):
             tiny(tmp_path / "bad", inner_learner=bad)
