@@ -15,6 +15,7 @@ Writes bench/results/cross_arch.json; `--merge` adds students to a file (a rerun
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from common import RESULTS, add_result_options, command_line, default_device, resolve_dataset, write_result
 
@@ -51,6 +52,9 @@ def main() -> None:
                         help="score on the test split, or on the validation split (10%% of train, seed 0) to compare memories")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     parser.add_argument("--title", default="", help="what this run adds, for the README table's heading")
+    parser.add_argument("--checkpoint", type=int, default=None, metavar="STEP",
+                        help="score the memory of outer step STEP instead: `memory` is then a run folder's memory/, and "
+                             "the tables come from that run's checkpoints/step-STEP (a run kept with --keep-checkpoints)")
     add_result_options(parser, RESULTS / "cross_arch.json", mergeable=True)
     args = parser.parse_args()
     unknown = sorted(set(args.students or []) - set(STUDENTS))
@@ -63,6 +67,15 @@ def main() -> None:
 
     device = args.device or default_device()
     memory = AddressableMemory.from_pretrained(args.memory)
+    if args.checkpoint is not None:  # the same memory (config, recall) with the tables of an earlier outer step
+        from hf_rtp.run_dir import RunDirectory
+
+        run = RunDirectory(Path(args.memory).parent)
+        checkpoint = run.checkpoint_at(args.checkpoint)
+        if checkpoint is None:
+            parser.error(f"--checkpoint {args.checkpoint}: {run.path} kept no checkpoint of that step "
+                         f"(kept: {', '.join(p.name for p in run.checkpoints()) or 'none'})")
+        memory.load_state_dict(checkpoint.memory, strict=True)
     dataset = resolve_dataset(args.dataset or memory.config.dataset_name)
     train, test = load_train_test(dataset, space=memory.pixel_space())
     train, validation = train.split_validation(0.1, seed=0)  # the split the Distiller validated on (seed 0)
@@ -70,7 +83,7 @@ def main() -> None:
     ipc = memory.config.budget_ipc()
     sets = {"distilled": recalled_tensors(memory), "random_real": random_real(train, ipc)}
     rows: list[dict] = []
-    record = {"title": args.title, "memory": args.memory, "dataset": memory.config.dataset_name, "ipc": ipc,
+    record = {"title": args.title, "memory": args.memory, **({"checkpoint": args.checkpoint} if args.checkpoint is not None else {}), "dataset": memory.config.dataset_name, "ipc": ipc,
               "epochs": args.epochs, "split": args.split, "output_norm": memory.config.output_norm, "rows": rows,
               # how the memory was distilled bears on which students it trains (the inner learner, the augmentation)
               "distilled_with": {"inner_learner": (memory.config.distillation or {}).get("inner_learner", "convnet"),

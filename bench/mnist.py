@@ -76,7 +76,7 @@ def run(args, device: str) -> dict:
         shutil.copytree(args.resume_from, out)
     distill = {k: v for k, v in settings.items() if k in DistillConfig.__dataclass_fields__}
     settings = {**settings, "output_norm": options.output_norm}  # recorded: how the memory recalls
-    config = DistillConfig(steps=100_000, max_minutes=args.minutes, output_dir=str(out), seed=args.seed, final_models=0,
+    config = DistillConfig(steps=args.steps, max_minutes=args.minutes, output_dir=str(out), seed=args.seed, final_models=0,
                            progress=not args.no_progress, resume=resume, overwrite_output_dir=not resume, **distill)
     started = time.perf_counter()
     if args.evaluate_run:  # the run finished (elsewhere, or its process was stopped after distilling): evaluate its memory
@@ -202,6 +202,8 @@ def main() -> None:
     parser.add_argument("--ipc", type=float, default=1)
     parser.add_argument("--method", choices=["memory", "per_class", "random_real"], default="memory")
     parser.add_argument("--minutes", type=float, default=30, help="wall-clock distillation budget")
+    parser.add_argument("--steps", type=int, default=100_000,
+                        help="outer-step budget (default: %(default)s, i.e. --minutes decides); the run stops at whichever comes first")
     parser.add_argument("--num-bases", type=int, default=None, help="K for --method memory (default 16)")
     parser.add_argument("--models", type=int, default=5, help="ConvNet-128s trained for the test evaluation")
     parser.add_argument("--epochs", type=int, default=300, help="epochs per evaluation network")

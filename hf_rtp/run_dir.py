@@ -193,6 +193,12 @@ class RunDirectory:
         raise FileNotFoundError(f"no intact checkpoint to resume in {self.checkpoint_root}: " + "; ".join(broken) +
                                 " (--overwrite-output-dir starts afresh)")
 
+    def checkpoint_at(self, step: int, device: torch.device | str = "cpu") -> Checkpoint | None:
+        """The checkpoint of outer step `step` (e.g. to score a run's memory along its steps), or None when that
+        step's folder was not kept; a broken one raises, naming what is broken."""
+        folder = self.checkpoint_root / f"step-{step:07d}"
+        return self._read_checkpoint(folder, device) if folder.is_dir() else None
+
     @staticmethod
     def _read_checkpoint(folder: Path, device: torch.device | str) -> Checkpoint:
         state = json.loads((folder / "state.json").read_text())

@@ -168,6 +168,39 @@ def test_cross_arch_trains_each_student_with_one_recipe_on_both_sets(tmp_path):
     assert merged["note"] == "the ConvNet again"
 
 
+def test_cross_arch_scores_a_runs_checkpoint_and_refuses_one_not_kept(tmp_path):
+    """--checkpoint STEP: the run's memory (config, recall) with the tables of that outer step's checkpoint."""
+    import torch
+
+    from hf_rtp import AddressableMemory
+    from hf_rtp.data import load_train_test
+    from hf_rtp.run_dir import RunDirectory
+
+    train, _ = load_train_test("digits")
+    torch.manual_seed(0)
+    memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=4, downsample=2)
+    memory.init_from_real(train, torch.Generator().manual_seed(0))  # recalls digits: an MLP learns from them
+    memory.save_pretrained(tmp_path / "run" / "memory")
+    earlier = {k: torch.zeros_like(v) for k, v in memory.state_dict().items()}  # recalls constant images
+    RunDirectory(tmp_path / "run").save_checkpoint(3, earlier, {}, None, {"step": 3}, keep=5)
+    base = [sys.executable, str(ROOT / "bench" / "cross_arch.py"), str(tmp_path / "run" / "memory"), "--models", "1",
+            "--epochs", "30", "--students", "MLP", "--split", "validation", "--device", "cpu"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(base + ["--checkpoint", "4", "--output", str(tmp_path / "no.json")], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 2 and "--checkpoint 4" in done.stderr and "step-0000003" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "no.json").exists()
+    for step, output in ((3, "step3.json"), (None, "final.json")):
+        done = subprocess.run(base + (["--checkpoint", str(step)] if step else []) + ["--output", str(tmp_path / output)],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    step3, final = (json.loads((tmp_path / name).read_text()) for name in ("step3.json", "final.json"))
+    assert step3["checkpoint"] == 3 and "checkpoint" not in final
+    # constant recalled images teach the MLP nothing (chance); the memory's own recall of real digits does
+    assert step3["rows"][0]["distilled"]["mean"] < 0.2 < final["rows"][0]["distilled"]["mean"]
+    assert step3["rows"][0]["random_real"] == final["rows"][0]["random_real"]
+
+
 @pytest.mark.slow  # 35-40 s: keeps the default suite under 10 minutes on 2 cores
 def test_unroll_bench_times_engine_and_reference_and_checks_the_ratios(tmp_path):
     output = tmp_path / "unroll.json"
@@ -284,7 +317,7 @@ WRITTEN = {
                "images_per_query", "downsample", "settings", "distillation", "distill_minutes", "resumed_minutes", "curve",
                "memory_folder", "best_val_accuracy"}),
     "ablations": ({"dataset", "ipc", "minutes_per_run", "seeds", "parallel", "evaluation", "rows"}, {"finding", "A", "B", "holds", "gap"}),
-    "cross_arch": ({"title", "memory", "dataset", "ipc", "epochs", "split", "output_norm", "rows", "distilled_with"},
+    "cross_arch": ({"title", "memory", "checkpoint", "dataset", "ipc", "epochs", "split", "output_norm", "rows", "distilled_with"},
                    {"student", "learner", "learner_kwargs", "recipe", "recipe_settings", "distilled", "random_real", "models",
                     "command"}),
     "few_shot": ({"image_memory", "label_memory", "dataset", "held_out", "seen", "episodes", "image_memory_floats",
