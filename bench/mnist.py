@@ -25,7 +25,9 @@ from common import (MNIST_HUB_ID, RESULTS, ROOT, add_result_options, command_lin
                     resolve_dataset, write_result)
 
 # The CLI's MNIST preset (hf_rtp/run_options.py), chosen on the validation split: `hf-rtp distill --dataset
-# ylecun/mnist` and this script run the same settings. --settings overrides any of them (memory or distill options).
+# ylecun/mnist` and this script run the same settings but the budget, which this script's --minutes and --steps set
+# (by default the minutes alone, as the rows recorded before the preset had a step budget ran). --settings overrides
+# any of them (memory or distill options).
 BUDGET = {"memory": dict(num_bases=16, downsample=2, addressing="learned"),
           "per_class": dict(downsample=1, addressing="one_hot")}
 RUN_ONLY = ("steps", "max_minutes", "final_models")  # this script sets these itself

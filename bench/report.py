@@ -169,7 +169,7 @@ def mnist(lines):
     if (RESULTS / "mnist_accuracy_vs_time.png").exists():
         lines += ["![MNIST accuracy vs CPU time](bench/results/mnist_accuracy_vs_time.png)", ""]
     speedups(lines)
-    name = next(n for n in ("mnist-ipc1-memory-preset", "mnist-ipc1-memory") if (RESULTS / "memories" / n).exists() or n == "mnist-ipc1-memory")
+    name = next(n for n in ("mnist-ipc1-memory-preset-200", "mnist-ipc1-memory-preset", "mnist-ipc1-memory") if (RESULTS / "memories" / n).exists() or n == "mnist-ipc1-memory")
     folder = RESULTS / "memories" / name
     pictures = [p for p in ("recalled.png", "bases.png", "class_similarity.png") if (folder / p).exists()]
     if pictures:
@@ -320,6 +320,32 @@ def transfer(lines):
     lines += ["", f"Machine: {first['machine']}. Commands: " + ", ".join(f"`{shown(t['command'])}`" for t in tests.values()) +
               ". These variants ran with the preset of their day (`inner_learner=convnet`, no augmentation) under their "
               "`--settings`; the preset now carries the winner's two changes.", ""]
+
+
+def trajectory(lines):
+    """Issue 11: the ViT student along one run of the MNIST preset (bench/cross_arch.py --checkpoint), validation split."""
+    runs = sorted((json.loads(p.read_text()) for p in (RESULTS / "trajectory").glob("cross_step*.json")),
+                  key=lambda r: r["checkpoint"])
+    if not runs:
+        return
+    first = runs[0]
+    students = list(dict.fromkeys(row["student"] for r in runs for row in r["rows"]))
+    lines += ["### Memories for other students: one run's memory along its outer steps, on the validation split "
+              "(`bench/cross_arch.py --checkpoint`)", "",
+              f"One run of the MNIST preset at IPC 1 (`{first['memory']}`, distilled through "
+              f"`{first['distilled_with']['inner_learner']}`, augmentation `{first['distilled_with']['augment']}`, "
+              "checkpoints kept every 50 steps), its memory scored at several outer steps by the student that trails "
+              "random real images, on the validation split (memory / random real images of the same budget, "
+              f"{first['rows'][0]['models']} model(s) each; the recipe is the student's one recipe).", "",
+              "| outer step | " + " | ".join(students) + " | lead over random real |", "|---" * (len(students) + 2) + "|"]
+    for r in runs:
+        rows = {row["student"]: row for row in r["rows"]}
+        leads = [100 * (rows[s]["distilled"]["mean"] - rows[s]["random_real"]["mean"]) for s in students if s in rows]
+        lines.append(f"| {r['checkpoint']} | " + " | ".join(
+            f"{pct(rows[s]['distilled'])} / {pct(rows[s]['random_real'])}" if s in rows else "-" for s in students) +
+            f" | {min(leads):+.1f} |")
+    lines += ["", f"Machine: {first['machine']}. Commands: " + ", ".join(f"`{shown(r['command'])}`" for r in runs) +
+              f".{note(first)}", ""]
 
 
 def few_shot(lines):
@@ -507,7 +533,7 @@ def main() -> None:
     parser.add_argument("--readme", default=str(ROOT / "README.md"), help="the file whose results section is rewritten")
     args = parser.parse_args()
     lines = [BEGIN, ""]
-    for section in (main_job, faults, unroll, mnist, mnist_gpu, approaches, transfer, cross_arch, few_shot, continual, extrapolation,
+    for section in (main_job, faults, unroll, mnist, mnist_gpu, approaches, transfer, trajectory, cross_arch, few_shot, continual, extrapolation,
                     ablations, cifar10, cifar10_gpu):
         section(lines)
     lines.append(END)

@@ -71,6 +71,16 @@ python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory-preset --spl
 # split, 3 models each (its ConvNet-128 row is mnist.json's, the same protocol with 5 models)
 python bench/mnist.py --ipc 1 --method memory --minutes 30 --tag preset-mlp-dsa --no-progress
 python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory-preset-mlp-dsa --models 3 --students resnet10t ViT-small/4 MLP --title 'the MNIST preset (ConvNet+MLP inner loop, DSA)' --output bench/results/cross_arch_ipc1_mlp_dsa.json
+# Issue 11: why the ViT trailed after 30 minutes. One preset run to step 500 with every checkpoint kept (the same
+# settings as preset-mlp-dsa's run, by --preset; its validation accuracies at steps 100-500 equal that run's), then the
+# ViT on the validation split at steps along it (about 10 minutes per model here), 1 model each
+hf-rtp distill --dataset ../shared/data/mnist --preset mnist --steps 500 --max-minutes 60 --checkpoint-every 50 --keep-checkpoints 100 --final-models 0 --output-dir bench/results/runs/mnist-ipc1-trajectory --overwrite-output-dir --no-progress
+python bench/cross_arch.py bench/results/runs/mnist-ipc1-trajectory/memory --checkpoint 100 --split validation --models 1 --students ViT-small/4 --title 'the preset run at step 100' --output bench/results/trajectory/cross_step0100.json
+python bench/cross_arch.py bench/results/runs/mnist-ipc1-trajectory/memory --checkpoint 200 --split validation --models 1 --students ViT-small/4 --title 'the preset run at step 200' --output bench/results/trajectory/cross_step0200.json
+python bench/cross_arch.py bench/results/runs/mnist-ipc1-trajectory/memory --checkpoint 400 --split validation --models 1 --students ViT-small/4 --title 'the preset run at step 400' --output bench/results/trajectory/cross_step0400.json
+# ... so the preset now stops at 200 outer steps: its IPC 1 memory, and its other students on the test split
+python bench/mnist.py --ipc 1 --method memory --minutes 30 --steps 200 --tag preset-200 --no-progress
+python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-preset-200/memory --models 3 --students resnet10t ViT-small/4 MLP --title 'the MNIST preset (200 outer steps)' --output bench/results/cross_arch_ipc1_preset_200.json
 python bench/mnist.py --plot
 python bench/report.py
 # Issue 12: an image-addressed MNIST memory (the README's configuration, the CLI, under 30 minutes), then few-shot
