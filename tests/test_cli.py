@@ -92,7 +92,7 @@ def test_help_shows_the_defaults_that_apply_and_choices():
     assert done.returncode == 0
     help_text = " ".join(done.stdout.split())
     # the digits preset (the default dataset) is what runs: --help must say so next to the dataclass default
-    assert "(default: 2000; 200 for digits (the default dataset); 100000 for ylecun/mnist)" in help_text
+    assert "(default: 2000; 200 for digits (the default dataset); 200 for ylecun/mnist)" in help_text
     assert "(default: 150; 50 for digits (the default dataset); 50 for ylecun/mnist)" in help_text
     assert "(default: random; real for ylecun/mnist)" in help_text and "--init {random,real}" in help_text
     assert "--output-norm {none,standardize}" in help_text
