@@ -77,6 +77,7 @@ python bench/cross_arch.py bench/results/memories/mnist-ipc1-memory-preset-mlp-d
 hf-rtp distill --dataset ../shared/data/mnist --preset mnist --steps 500 --max-minutes 60 --checkpoint-every 50 --keep-checkpoints 100 --final-models 0 --output-dir bench/results/runs/mnist-ipc1-trajectory --overwrite-output-dir --no-progress
 python bench/cross_arch.py bench/results/runs/mnist-ipc1-trajectory/memory --checkpoint 100 --split validation --models 1 --students ViT-small/4 --title 'the preset run at step 100' --output bench/results/trajectory/cross_step0100.json
 python bench/cross_arch.py bench/results/runs/mnist-ipc1-trajectory/memory --checkpoint 200 --split validation --models 1 --students ViT-small/4 --title 'the preset run at step 200' --output bench/results/trajectory/cross_step0200.json
+python bench/cross_arch.py bench/results/runs/mnist-ipc1-trajectory/memory --checkpoint 300 --split validation --models 1 --students ViT-small/4 --title 'the preset run at step 300' --note 'run alone but for one other 1-thread job, 1 thread' --output bench/results/trajectory/cross_step0300.json
 python bench/cross_arch.py bench/results/runs/mnist-ipc1-trajectory/memory --checkpoint 400 --split validation --models 1 --students ViT-small/4 --title 'the preset run at step 400' --output bench/results/trajectory/cross_step0400.json
 # ... so the preset now stops at 200 outer steps: its IPC 1 memory, and its other students on the test split
 python bench/mnist.py --ipc 1 --method memory --minutes 30 --steps 200 --tag preset-200 --no-progress
