@@ -127,8 +127,8 @@ class ViT(FunctionalNet):
     """A small Vision Transformer as a pure function, so the unroll can train one: `patch` x `patch` patches embedded
     to `dim`, a learned position embedding, `depth` pre-norm blocks (multi-head self-attention with `dim // 32` heads,
     then a 2x MLP with GELU), mean pooling and a linear head. Without convolutions it has no locality or translation
-    bias, like timm's ViTs: an inner learner that makes a memory carry what attention over patches learns from (the
-    ConvNet alone makes images that a ViT trained on them learns less from than from real ones)."""
+    bias, like timm's ViTs: an inner learner for memories meant for attention models, and a cheap ViT student. (The
+    unroll's plain SGD trains it slowly, so its meta-gradient is weak at T=50: see the README.)"""
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int | Sequence[int], dim: int = 64,
                  depth: int = 2, patch: int = 4):
