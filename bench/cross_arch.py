@@ -71,7 +71,10 @@ def main() -> None:
         from hf_rtp.run_dir import RunDirectory
 
         run = RunDirectory(Path(args.memory).parent)
-        checkpoint = run.checkpoint_at(args.checkpoint)
+        try:
+            checkpoint = run.checkpoint_at(args.checkpoint)
+        except Exception as error:  # a truncated or non-finite checkpoint: one line that names it
+            parser.error(f"--checkpoint {args.checkpoint}: unreadable checkpoint in {run.path}: {error}")
         if checkpoint is None:
             parser.error(f"--checkpoint {args.checkpoint}: {run.path} kept no checkpoint of that step "
                          f"(kept: {', '.join(p.name for p in run.checkpoints()) or 'none'})")
@@ -83,7 +86,8 @@ def main() -> None:
     ipc = memory.config.budget_ipc()
     sets = {"distilled": recalled_tensors(memory), "random_real": random_real(train, ipc)}
     rows: list[dict] = []
-    record = {"title": args.title, "memory": args.memory, **({"checkpoint": args.checkpoint} if args.checkpoint is not None else {}), "dataset": memory.config.dataset_name, "ipc": ipc,
+    scored = {"checkpoint": args.checkpoint} if args.checkpoint is not None else {}
+    record = {"title": args.title, "memory": args.memory, **scored, "dataset": memory.config.dataset_name, "ipc": ipc,
               "epochs": args.epochs, "split": args.split, "output_norm": memory.config.output_norm, "rows": rows,
               # how the memory was distilled bears on which students it trains (the inner learner, the augmentation)
               "distilled_with": {"inner_learner": (memory.config.distillation or {}).get("inner_learner", "convnet"),

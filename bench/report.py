@@ -349,8 +349,9 @@ def trajectory(lines):
         lines.append(f"| {r['checkpoint']} | " + " | ".join(
             f"{pct(rows[s]['distilled'])} / {pct(rows[s]['random_real'])}" if s in rows else "-" for s in students) +
             f" | {min(leads):+.1f} |")
+    notes = "".join(dict.fromkeys(note(r) for r in runs))  # each run's own note, once each
     lines += ["", f"Machine: {first['machine']}. Commands: " + ", ".join(f"`{shown(r['command'])}`" for r in runs) +
-              f".{note(first)}", ""]
+              f".{notes}", ""]
 
 
 def few_shot(lines):

@@ -369,7 +369,7 @@ def _script_commands() -> set[tuple[str, ...]]:
     return commands
 
 
-@pytest.mark.parametrize("path", RESULT_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", RESULT_FILES + sorted(RESULTS.glob("trajectory/*.json")), ids=lambda p: p.name)
 def test_every_recorded_command_is_a_line_of_run_all_or_gpu_checks(path):
     record = json.loads(path.read_text())
     recorded = {record["command"], *record.get("commands", []), *(row["command"] for row in record.get("rows", []) if "command" in row)}
