@@ -46,7 +46,7 @@ def run(args, device: str) -> dict:
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import EvalConfig, evaluate_images, evaluate_memory, random_real
     from hf_rtp.options import build
-    from hf_rtp.run_options import MNIST, PRESETS
+    from hf_rtp.run_options import MNIST, PRESETS, PRESETS_BY_IPC
 
     torch.set_num_threads(args.threads)
     train, test = load_train_test(resolve_dataset(args.dataset))
@@ -67,7 +67,9 @@ def run(args, device: str) -> dict:
     torch.manual_seed(args.seed)
     preset = {k: v for k, v in PRESETS[MNIST].items() if k not in RUN_ONLY}
     settings = {**preset, **json.loads(args.settings or "{}")}
-    budget = {**settings, **BUDGET[args.method], **({"num_bases": args.num_bases} if args.num_bases else {}), "ipc": args.ipc}
+    # K: --num-bases, else the preset's for this budget (as `hf-rtp distill --ipc N` picks it), else BUDGET's
+    by_ipc = PRESETS_BY_IPC[MNIST].get(args.ipc, {}) if args.method == "memory" else {}
+    budget = {**settings, **BUDGET[args.method], **by_ipc, **({"num_bases": args.num_bases} if args.num_bases else {}), "ipc": args.ipc}
     options = build(MemoryOptions, budget)
     memory = AddressableMemory.for_dataset(train, **vars(options))
     out = RESULTS / "runs" / f"mnist-ipc{args.ipc:g}-{args.method}{'-' + args.tag if args.tag else ''}"
@@ -206,7 +208,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30, help="wall-clock distillation budget")
     parser.add_argument("--steps", type=int, default=100_000,
                         help="outer-step budget (default: %(default)s, i.e. --minutes decides); the run stops at whichever comes first")
-    parser.add_argument("--num-bases", type=int, default=None, help="K for --method memory (default 16)")
+    parser.add_argument("--num-bases", type=int, default=None, help="K for --method memory (default: the CLI preset's for --ipc: 16, or 128 at --ipc 10)")
     parser.add_argument("--models", type=int, default=5, help="ConvNet-128s trained for the test evaluation")
     parser.add_argument("--epochs", type=int, default=300, help="epochs per evaluation network")
     parser.add_argument("--settings", default=None, help="JSON overrides of the DistillConfig settings")

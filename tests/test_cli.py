@@ -95,6 +95,7 @@ def test_help_shows_the_defaults_that_apply_and_choices():
     assert "(default: 2000; 200 for digits (the default dataset); 200 for ylecun/mnist)" in help_text
     assert "(default: 150; 50 for digits (the default dataset); 50 for ylecun/mnist)" in help_text
     assert "(default: random; real for ylecun/mnist)" in help_text and "--init {random,real}" in help_text
+    assert "(default: 16; 8 for digits (the default dataset); 128 for ylecun/mnist at --ipc 10)" in help_text
     assert "--output-norm {none,standardize}" in help_text
     assert "--optimizer {sgd,adam}" in help_text and "--report-to {none,tensorboard,wandb,trackio}" in help_text
     evaluate = subprocess.run([sys.executable, "-m", "hf_rtp.cli", "evaluate", "--help"], capture_output=True, text=True,
@@ -171,3 +172,17 @@ def test_mnist_preset_applies_by_hub_id_and_alias():
     _, _, plain = resolve_run_options(parser.parse_args(["distill", "--dataset", "./data/mnist"]))
     _, _, none = resolve_run_options(parser.parse_args(["distill", "--dataset", "mnist", "--preset", "none"]))
     assert (plain.unroll_steps, plain.learner_width) == (none.unroll_steps, none.learner_width) == (150, 128)
+
+
+def test_mnist_preset_picks_the_number_of_bases_by_budget():
+    """K is chosen per budget on the validation split (as the paper does): the README's IPC 10 rows use K=128."""
+    from hf_rtp.cli import build_parser
+    from hf_rtp.run_options import resolve_run_options
+
+    def bases(*argv: str) -> int:
+        return resolve_run_options(build_parser().parse_args(["distill", *argv]))[1].num_bases
+
+    assert bases("--dataset", "mnist", "--ipc", "10") == bases("--dataset", "./mnist", "--preset", "mnist", "--ipc", "10") == 128
+    assert bases("--dataset", "mnist") == bases("--dataset", "mnist", "--ipc", "1") == 16
+    assert bases("--dataset", "mnist", "--ipc", "10", "--num-bases", "64") == 64  # given beats the preset
+    assert bases("--dataset", "mnist", "--ipc", "10", "--preset", "none") == bases("--dataset", "./mnist", "--ipc", "10") == 16
