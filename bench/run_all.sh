@@ -82,6 +82,14 @@ python bench/cross_arch.py bench/results/runs/mnist-ipc1-trajectory/memory --che
 # ... so the preset now stops at 200 outer steps: its IPC 1 memory, and its other students on the test split
 python bench/mnist.py --ipc 1 --method memory --minutes 30 --steps 200 --tag preset-200 --no-progress
 python bench/cross_arch.py bench/results/runs/mnist-ipc1-memory-preset-200/memory --models 3 --students resnet10t ViT-small/4 MLP --title 'the MNIST preset (200 outer steps)' --output bench/results/cross_arch_ipc1_preset_200.json
+# ... the per-class synthetic set with the same preset and step budget, so the addressing's lead is measured
+python bench/mnist.py --ipc 1 --method per_class --minutes 30 --steps 200 --tag preset-200 --no-progress
+# ... and at IPC 10 (K=128, the preset's at --ipc 10): the memory, the per-class set likewise, and the memory's other
+# students
+python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 60 --steps 200 --tag preset-200 --no-progress
+python bench/mnist.py --ipc 10 --method per_class --minutes 60 --steps 200 --tag preset-200 --no-progress
+python bench/cross_arch.py bench/results/runs/mnist-ipc10-memory-preset-200/memory --models 3 --students ViT-small/4 --title 'the MNIST preset (200 outer steps)' --note 'ViT apart from resnet10t and the MLP, each on 1 thread beside other jobs' --merge --output bench/results/cross_arch_ipc10_preset_200.json
+python bench/cross_arch.py bench/results/runs/mnist-ipc10-memory-preset-200/memory --models 3 --students resnet10t MLP --title 'the MNIST preset (200 outer steps)' --note 'ViT apart from resnet10t and the MLP, each on 1 thread beside other jobs' --merge --output bench/results/cross_arch_ipc10_preset_200.json
 python bench/mnist.py --plot
 python bench/report.py
 # Issue 12: an image-addressed MNIST memory (the README's configuration, the CLI, under 30 minutes), then few-shot

@@ -183,6 +183,8 @@ def test_cross_arch_scores_a_runs_checkpoint_and_refuses_one_not_kept(tmp_path):
     memory.save_pretrained(tmp_path / "run" / "memory")
     earlier = {k: torch.zeros_like(v) for k, v in memory.state_dict().items()}  # recalls constant images
     RunDirectory(tmp_path / "run").save_checkpoint(3, earlier, {}, None, {"step": 3}, keep=5)
+    for step, val in ((3, 0.25), (4, 0.5)):  # the Distiller's own validation, recorded next to the students
+        RunDirectory(tmp_path / "run").log({"step": step, "loss": 1.0, "val_accuracy": val})
     base = [sys.executable, str(ROOT / "bench" / "cross_arch.py"), str(tmp_path / "run" / "memory"), "--models", "1",
             "--epochs", "30", "--students", "MLP", "--split", "validation", "--device", "cpu"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -196,6 +198,7 @@ def test_cross_arch_scores_a_runs_checkpoint_and_refuses_one_not_kept(tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
     step3, final = (json.loads((tmp_path / name).read_text()) for name in ("step3.json", "final.json"))
     assert step3["checkpoint"] == 3 and "checkpoint" not in final
+    assert step3["distiller_val_accuracy"] == 0.25 and "distiller_val_accuracy" not in final
     # constant recalled images teach the MLP nothing (chance); the memory's own recall of real digits does
     assert step3["rows"][0]["distilled"]["mean"] < 0.2 < final["rows"][0]["distilled"]["mean"]
     assert step3["rows"][0]["random_real"] == final["rows"][0]["random_real"]
@@ -317,7 +320,7 @@ WRITTEN = {
                "images_per_query", "downsample", "settings", "distillation", "distill_minutes", "resumed_minutes", "curve",
                "memory_folder", "best_val_accuracy"}),
     "ablations": ({"dataset", "ipc", "minutes_per_run", "seeds", "parallel", "evaluation", "rows"}, {"finding", "A", "B", "holds", "gap"}),
-    "cross_arch": ({"title", "memory", "checkpoint", "dataset", "ipc", "epochs", "split", "output_norm", "rows", "distilled_with"},
+    "cross_arch": ({"title", "memory", "checkpoint", "distiller_val_accuracy", "dataset", "ipc", "epochs", "split", "output_norm", "rows", "distilled_with"},
                    {"student", "learner", "learner_kwargs", "recipe", "recipe_settings", "distilled", "random_real", "models",
                     "command"}),
     "few_shot": ({"image_memory", "label_memory", "dataset", "held_out", "seen", "episodes", "image_memory_floats",
