@@ -213,12 +213,15 @@ def ablations(lines):
         if r["dataset"] == "digits":
             lines += ["digits images are 8x8, so ds=2 stores 4x4 bases: the paper's downsampling finding is for 32x32 CIFAR, "
                       "where a base keeps 16x16 pixels.", ""]
-    mnist_rows = {(row["ipc"], row["method"]): row for row in (load("mnist.json") or {"rows": []})["rows"] if not row.get("tag")}
-    for (ipc, method), row in sorted(mnist_rows.items()):
-        other = mnist_rows.get((ipc, "per_class"))
-        if method == "memory" and other and "distill_minutes" in other:
-            lines += [f"Addressing vs per-class at MNIST scale (table above, IPC {ipc:g}, equal budget, "
-                      f"{row['distill_minutes']:.0f} vs {other['distill_minutes']:.0f} min): {pct(row['accuracy'])} vs "
+    # every pair of memory and per-class rows run with the same settings (same --ipc and --tag) in mnist.json
+    mnist_rows = {(row["ipc"], row.get("tag", ""), row["method"]): row for row in (load("mnist.json") or {"rows": []})["rows"]}
+    for (ipc, tag, method), row in sorted(mnist_rows.items()):
+        other = mnist_rows.get((ipc, tag, "per_class"))
+        if method == "memory" and other and "distill_minutes" in other and "accuracy" in row:
+            steps = row["distillation"]["outer_steps"]  # a step budget (--steps) stops both at the same step
+            budget = f"{steps} steps each" if steps == other["distillation"]["outer_steps"] else "equal wall clock"
+            lines += [f"Addressing vs per-class at MNIST scale (table above, IPC {ipc:g}{f', {tag}' if tag else ''}, equal storage, "
+                      f"{budget}, {row['distill_minutes']:.0f} vs {other['distill_minutes']:.0f} min): {pct(row['accuracy'])} vs "
                       f"{pct(other['accuracy'])}, the finding {'holds' if _beats(row['accuracy'], other['accuracy']) else 'is within noise'} there.", ""]
 
 
