@@ -90,6 +90,10 @@ python bench/mnist.py --ipc 10 --method memory --num-bases 128 --minutes 60 --st
 python bench/mnist.py --ipc 10 --method per_class --minutes 60 --steps 200 --tag preset-200 --no-progress
 python bench/cross_arch.py bench/results/runs/mnist-ipc10-memory-preset-200/memory --models 3 --students ViT-small/4 --title 'the MNIST preset (200 outer steps)' --note 'ViT apart from resnet10t and the MLP, each on 1 thread beside other jobs' --merge --output bench/results/cross_arch_ipc10_preset_200.json
 python bench/cross_arch.py bench/results/runs/mnist-ipc10-memory-preset-200/memory --models 3 --students resnet10t MLP --title 'the MNIST preset (200 outer steps)' --note 'ViT apart from resnet10t and the MLP, each on 1 thread beside other jobs' --merge --output bench/results/cross_arch_ipc10_preset_200.json
+# ... the ViT trails random real images there: is it the distillation or the memory's form (128 shared half-resolution
+# bases, r=41)? The same memory after 1 outer step (about its real-data start), ViT on the validation split, 1 model
+hf-rtp distill --dataset ../shared/data/mnist --preset mnist --ipc 10 --steps 1 --eval-every 0 --final-models 0 --output-dir bench/results/runs/mnist-ipc10-step1 --overwrite-output-dir --no-progress
+python bench/cross_arch.py bench/results/runs/mnist-ipc10-step1/memory --split validation --models 1 --students ViT-small/4 --title 'the IPC 10 preset memory after 1 outer step, about its real-data start (validation)' --output bench/results/cross_arch_ipc10_step1_validation.json
 python bench/mnist.py --plot
 python bench/report.py
 # Issue 12: an image-addressed MNIST memory (the README's configuration, the CLI, under 30 minutes), then few-shot
