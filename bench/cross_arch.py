@@ -79,8 +79,6 @@ def main() -> None:
             parser.error(f"--checkpoint {args.checkpoint}: {run.path} kept no checkpoint of that step "
                          f"(kept: {', '.join(p.name for p in run.checkpoints()) or 'none'})")
         memory.load_state_dict(checkpoint.memory, strict=True)
-        # what the Distiller's own validation said at that step, recorded next to the students' scores
-        validated = [m["val_accuracy"] for m in run.metrics() if m.get("step") == args.checkpoint and "val_accuracy" in m]
     dataset = resolve_dataset(args.dataset or memory.config.dataset_name)
     train, test = load_train_test(dataset, space=memory.pixel_space())
     train, validation = train.split_validation(0.1, seed=0)  # the split the Distiller validated on (seed 0)
@@ -88,9 +86,17 @@ def main() -> None:
     ipc = memory.config.budget_ipc()
     sets = {"distilled": recalled_tensors(memory), "random_real": random_real(train, ipc)}
     rows: list[dict] = []
-    scored = {"checkpoint": args.checkpoint} if args.checkpoint is not None else {}
-    if args.checkpoint is not None and validated:
-        scored["distiller_val_accuracy"] = validated[-1]
+    scored = {}
+    if args.checkpoint is not None:
+        scored["checkpoint"] = args.checkpoint
+        # what the Distiller's own validation said at that step, recorded next to the students' scores
+        try:
+            logged = run.metrics()
+        except ValueError as error:  # a corrupt line before the last: name the file, not a traceback
+            parser.error(f"--checkpoint {args.checkpoint}: unreadable {run.metrics_path}: {error}")
+        validated = [m["val_accuracy"] for m in logged if m.get("step") == args.checkpoint and "val_accuracy" in m]
+        if validated:
+            scored["distiller_val_accuracy"] = validated[-1]
     record = {"title": args.title, "memory": args.memory, **scored, "dataset": memory.config.dataset_name, "ipc": ipc,
               "epochs": args.epochs, "split": args.split, "output_norm": memory.config.output_norm, "rows": rows,
               # how the memory was distilled bears on which students it trains (the inner learner, the augmentation)
