@@ -39,7 +39,7 @@ ABLATIONS = [
 def one_run(dataset, ipc, settings, memory_kwargs, minutes, seed, eval_config, out, device="cpu"):
     import torch
 
-    from hf_rtp import AddressableMemory, DistillConfig, Distiller
+    from hf_rtp import AddressableMemory, DistillConfig, distill_memory
     from hf_rtp.evaluate import evaluate_recalled
 
     train, test = dataset
@@ -47,7 +47,7 @@ def one_run(dataset, ipc, settings, memory_kwargs, minutes, seed, eval_config, o
     memory = AddressableMemory.for_dataset(train, ipc=ipc, **memory_kwargs)
     config = DistillConfig(steps=100_000, max_minutes=minutes, seed=seed, output_dir=str(out), progress=False,
                            overwrite_output_dir=True, **settings)
-    memory = Distiller(config, memory, train).train()
+    memory = distill_memory(config, memory, train)
     result = evaluate_recalled(memory, test, eval_config, device)
     return {"accuracy": result.mean, "runs": result.runs, "outer_steps": memory.config.distillation["outer_steps"],
             "storage_floats": memory.config.storage_floats(), "images": result.images}

@@ -59,7 +59,7 @@ def main() -> None:
     import torch
     from accelerate import Accelerator
 
-    from hf_rtp import AddressableMemory, DistillConfig, Distiller
+    from hf_rtp import AddressableMemory, DistillConfig, distill_memory
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import EvalConfig, evaluate_memory
 
@@ -80,7 +80,7 @@ def main() -> None:
     config = DistillConfig(max_minutes=minutes, output_dir=str(out), seed=args.seed, progress=not args.no_progress,
                            overwrite_output_dir=True, **distill)
     started = time.perf_counter()
-    memory = Distiller(config, memory, train, accelerator=accelerator).train()
+    memory = distill_memory(config, memory, train, accelerator=accelerator)
     seconds = time.perf_counter() - started
     if not accelerator.is_main_process:
         return

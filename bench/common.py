@@ -1,9 +1,10 @@
 """What every benchmark script shares: where the data and results live, how it was run, and how its JSON is written.
 
 Each script records the command line that produced its JSON (`command`) and the machine it ran on (`machine`), so
-every README table names how to rebuild it. `--note TEXT` stores a remark about the run (`note`); `--merge` adds
-this run's rows to the JSON already at `--output` instead of replacing it (a run that adds a student, or reruns one
-that hit a time limit), and the merged file lists every command that contributed (`commands`, oldest first).
+every table of the results page (docs/results.md) names how to rebuild it. `--note TEXT` stores a remark about the
+run (`note`); `--merge` adds this run's rows to the JSON already at `--output` instead of replacing it (a run that
+adds a student, or reruns one that hit a time limit), and the merged file lists every command that contributed
+(`commands`, oldest first).
 bench/report.py reads nothing else than what these scripts write.
 """
 
@@ -80,7 +81,7 @@ def add_result_options(parser: argparse.ArgumentParser, default_output: Path | s
     merge_by_default: the script's file is a table of independent runs (bench/mnist.py): every run merges its row,
     --no-merge starts the file afresh.
     """
-    parser.add_argument("--note", default=None, help="a remark about this run, stored under 'note' and shown in the README")
+    parser.add_argument("--note", default=None, help="a remark about this run, stored under 'note' and shown in docs/results.md")
     if default_output is not None:
         parser.add_argument("--output", default=str(default_output), help="the JSON to write (default: %(default)s)")
     if merge_by_default:

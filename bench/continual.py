@@ -26,7 +26,7 @@ from common import RESULTS, add_result_options, command_line, resolve_dataset, w
 
 def main(argv: list[str] | None = None) -> None:
     from hf_rtp.continual import StreamConfig
-    from hf_rtp.continual_methods import METHODS, ContinualConfig, make_method, run_stream
+    from hf_rtp.continual import METHODS, ContinualConfig, make_method, run_stream
     from hf_rtp.options import add_options, build, given
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--split", choices=["test", "validation"], default="test",
                         help="score on the test split, or on the validation split (10%% of train, seed 0) to compare memories")
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--title", default="", help="what this run adds, for the README table's heading")
+    parser.add_argument("--title", default="", help="what this run adds, for the results table's heading")
     parser.add_argument("--checkpoint", type=int, default=None, metavar="STEP",
                         help="score the memory of outer step STEP instead: `memory` is then a run folder's memory/, and "
                              "the tables come from that run's checkpoints/step-STEP (a run kept with --keep-checkpoints)")

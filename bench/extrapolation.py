@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from hf_rtp import MemoryBank
-    from hf_rtp.continual_methods import ContinualConfig, TaskDistiller, inner_loop, retrain
+    from hf_rtp.continual import ContinualConfig, TaskDistiller, inner_loop, retrain
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import accuracy_on, dataset_tensors
     from hf_rtp.options import add_options, build, given
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         mine = torch.cat([train.per_class_indices()[c] for c in classes])
         images, labels = train.images[mine], train.labels[mine]
         distiller = TaskDistiller(config, images, labels, classes, [train.class_names[c] for c in classes],
-                                  floats_per_task, inner, generator, train.mean, train.std,
+                                  floats_per_task, inner, generator, train.mean, train.std, train.num_classes,
                                   (config.num_bases or 16, config.downsample or 2))
         for step in range(args.steps):
             rows = torch.randperm(len(mine), generator=generator)[: config.real_per_step]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's GPU tables, as one script for a lent device machine (one NVIDIA GPU, no network, a copy of this tree):
+# The results' GPU tables, as one script for a lent device machine (one NVIDIA GPU, no network, a copy of this tree):
 #   1. bench/unroll.py on CUDA at T=150: eager engine, torch.compile, torch.compile with CUDA graphs
 #      (mode reduce-overhead) and the whole-graph reference, each next to the T plain training steps (alone: timed).
 #   2. at once, sharing the GPU (equal contention within each comparison):

@@ -24,7 +24,7 @@ from pathlib import Path
 from common import (MNIST_HUB_ID, RESULTS, ROOT, add_result_options, command_line, default_device, describe_machine,
                     resolve_dataset, write_result)
 
-# The CLI's MNIST preset (hf_rtp/run_options.py), chosen on the validation split: `hf-rtp distill --dataset
+# The CLI's MNIST preset (hf_rtp/presets.py), chosen on the validation split: `hf-rtp distill --dataset
 # ylecun/mnist` and this script run the same settings but the budget, which this script's --minutes and --steps set
 # (by default the minutes alone, as the rows recorded before the preset had a step budget ran). --settings overrides
 # any of them (memory or distill options).
@@ -41,12 +41,12 @@ def row_key(row: dict) -> tuple:
 def run(args, device: str) -> dict:
     import torch
 
-    from hf_rtp import AddressableMemory, DistillConfig, Distiller
+    from hf_rtp import AddressableMemory, DistillConfig, distill_memory
     from hf_rtp.configuration_memory import MemoryOptions
     from hf_rtp.data import load_train_test
     from hf_rtp.evaluate import EvalConfig, evaluate_images, evaluate_memory, random_real
     from hf_rtp.options import build
-    from hf_rtp.run_options import MNIST, PRESETS, PRESETS_BY_IPC
+    from hf_rtp.presets import MNIST, PRESETS, PRESETS_BY_IPC
 
     torch.set_num_threads(args.threads)
     train, test = load_train_test(resolve_dataset(args.dataset))
@@ -89,7 +89,7 @@ def run(args, device: str) -> dict:
         memory = AddressableMemory.from_pretrained(out / "memory")
         resume = True  # its distillation time is the Distiller's record, not this process's
     else:
-        memory = Distiller(config, memory, train).train()
+        memory = distill_memory(config, memory, train)
     distill_seconds = time.perf_counter() - started
     curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     curve = [{"minutes": round(c["seconds"] / 60, 3), "val_accuracy": c["val_accuracy"]} for c in curve if "val_accuracy" in c and "seconds" in c]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every command behind the README's results section, in order, ending with bench/report.py, which rewrites the
+# Every command behind the results page (docs/results.md), in order, ending with bench/report.py, which rewrites the
 # tables from bench/results/*.json. Each JSON names the command that wrote it (`command`; `commands` where runs were
 # merged with --merge), and each of those is a line of this script or of bench/gpu_checks.sh.
 #
@@ -96,8 +96,9 @@ hf-rtp distill --dataset ../shared/data/mnist --preset mnist --ipc 10 --steps 1 
 python bench/cross_arch.py bench/results/runs/mnist-ipc10-step1/memory --split validation --models 1 --students ViT-small/4 --title 'the IPC 10 preset memory after 1 outer step, about its real-data start (validation)' --output bench/results/cross_arch_ipc10_step1_validation.json
 python bench/mnist.py --plot
 python bench/report.py
-# Issue 12: an image-addressed MNIST memory (the README's configuration, the CLI, under 30 minutes), then few-shot
-# episodes against nearest neighbour and classify-then-recall with the IPC 1 preset memory (the same budget)
+# Issue 12: an image-addressed MNIST memory (the configuration docs/image_addressing.md shows, the CLI, under 30
+# minutes), then few-shot episodes against nearest neighbour and classify-then-recall with the IPC 1 preset memory
+# (the same budget)
 hf-rtp distill --dataset ../shared/data/mnist --ipc 1 --query-encoder resnet10t --query-dim 16 --classes-per-step 5 --shots 1 --unroll-steps 50 --learner-width 32 --synthetic-per-class 4 --real-per-class 32 --optimizer adam --lr 0.01 --init real --max-minutes 25 --steps 100000 --eval-every 50 --eval-epochs 150 --eval-width 32 --eval-episodes 10 --final-models 20 --final-epochs 300 --output-dir bench/results/runs/mnist-ipc1-by-images --overwrite-output-dir --no-progress
 python bench/few_shot.py bench/results/runs/mnist-ipc1-by-images/memory bench/results/memories/mnist-ipc1-memory-preset --way 5 --shots 1 5 --episodes 100
 # (the other rows compile the fresh learners: the same networks up to float rounding; 4 probe episodes of 5-way 5-shot,
@@ -113,7 +114,7 @@ python bench/few_shot.py bench/results/runs/mnist-ipc1-by-images-0to4/memory ben
 python bench/few_shot.py bench/results/runs/mnist-ipc1-by-images-0to4/memory bench/results/memories/mnist-ipc1-memory-preset --held-out 5 6 7 8 9 --way 5 --shots 5 --episodes 100 --compile --merge
 python bench/report.py
 # Issue 13: continual learning. The baselines' learning rate and EWC's strength, chosen on the validation split
-# (20 tasks each; compress-then-recall's settings were piloted on 3 validation tasks, see the README)
+# (20 tasks each; compress-then-recall's settings were piloted on 3 validation tasks, see docs/continual.md)
 python bench/continual.py --stream rotations --split validation --methods online replay --lr 0.01 --tag lr0.01
 python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.01 --ewc-lambda 1 --tag lr0.01-lambda1
 python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.01 --ewc-lambda 10 --tag lr0.01-lambda10

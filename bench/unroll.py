@@ -57,6 +57,7 @@ def worker(args) -> dict:
 
     from hf_rtp import AddressableMemory, AddressableMemoryConfig
     from hf_rtp.learners import ConvNet
+    from hf_rtp.objectives import label_inputs
     from hf_rtp.unroll import InnerLoop
 
     torch.set_num_threads(args.threads)
@@ -74,7 +75,7 @@ def worker(args) -> dict:
     labels = classes.repeat_interleave(s)
     real = (torch.randn(10 * args.real_per_class, 1, 28, 28, generator=g).to(device),
             torch.arange(10, device=device).repeat_interleave(args.real_per_class))
-    # The Distiller's own set-up of an unroll (InnerLoop.unroll_memory): the same recall, real-batch chunking and engine.
+    # The Distiller's own set-up of an unroll (label_inputs, InnerLoop.run): the same recall, real-batch chunking and engine.
     compiled = args.impl in ("engine-compiled", "engine-cudagraphs")
     inner = InnerLoop(net, lr=0.01, momentum=0.9, compile=compiled,
                       compile_mode="reduce-overhead" if args.impl == "engine-cudagraphs" else None,
@@ -109,7 +110,8 @@ def worker(args) -> dict:
         cuda_baseline = torch.cuda.memory_allocated(device) / 2**20
 
     def run(init, steps=T):
-        return inner.unroll_memory(memory, classes, picks[:steps], *real, init, reference=args.impl == "reference")
+        reference = args.impl == "reference"
+        return inner.run(label_inputs(memory, classes, picks[:steps], *real), init, reference=reference)
 
     if compiled:  # compile once, outside the timing (a one-off per input shape)
         start = time.perf_counter()

@@ -13,7 +13,7 @@ import argparse
 
 from hf_rtp import MemoryBank
 from hf_rtp.continual import StreamConfig, task_accuracy
-from hf_rtp.continual_methods import ContinualConfig, make_method, run_stream
+from hf_rtp.continual import ContinualConfig, make_method, run_stream
 from hf_rtp.options import add_options, build, given
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

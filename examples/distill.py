@@ -10,25 +10,23 @@ runs its own unroll(s) per outer step; their meta-gradients are averaged, so N p
 """
 
 import argparse
+from pathlib import Path
 
-import torch
+from accelerate import Accelerator
 
-from hf_rtp import AddressableMemory, Distiller
-from hf_rtp.run_options import add_run_options, resolve_run_options
+from hf_rtp import distill_dataset
+from hf_rtp.presets import add_run_options, resolve_run_options
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 add_run_options(parser)
 data_config, memory_options, config = resolve_run_options(parser.parse_args())
+accelerator = Accelerator(log_with=None if config.report_to == "none" else config.report_to, project_dir=config.output_dir)
 
-train, test = data_config.load()
-torch.manual_seed(config.seed)  # the same seed on every process gives every rank the same starting memory
-memory = AddressableMemory.for_dataset(train, **vars(memory_options))  # ipc, num_bases, downsample, addressing, output_norm
+# Loads the data, sizes a memory for its budget (ipc, num_bases, downsample, ...), trains it, keeps the best memory
+# by validation, evaluates it on the test split and writes <output_dir>/memory: the pipeline `hf-rtp distill` runs.
+memory = distill_dataset(data_config, memory_options, config, accelerator)
 
-# Trains, keeps the best memory by validation, evaluates it on the test split, writes <output_dir>/memory.
-distiller = Distiller(config, memory, train, test=test)
-memory = distiller.train()
-
-if distiller.accelerator.is_main_process and memory.config.evaluation:
+if accelerator.is_main_process and memory.config.evaluation:
     record = memory.config.evaluation
     print(f"distilled: {100 * record['accuracy']['mean']:.2f}%  random real: {100 * record['random_real']['mean']:.2f}%"
-          f"  -> {distiller.run.memory_path}")
+          f"  -> {Path(config.output_dir) / 'memory'}")

@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from hf_rtp import AddressableMemory, Distiller
+from hf_rtp import AddressableMemory, distill_memory
 from hf_rtp.data import DataConfig
 from hf_rtp.distill import DistillConfig
 from hf_rtp.evaluate import EvalConfig, accuracy_on, dataset_tensors, train_from_scratch
@@ -37,7 +37,7 @@ config = DistillConfig(steps=100_000, max_minutes=args.max_minutes, unroll_steps
                        classes_per_step=5, shots=1, synthetic_per_class=4, real_per_class=16, optimizer="adam",
                        lr=0.01, eval_every=20, eval_epochs=100, eval_width=32, final_models=20, final_epochs=100,
                        output_dir=args.output_dir, overwrite_output_dir=True, progress=True)
-memory = Distiller(config, memory, train, test=test).train()
+memory = distill_memory(config, memory, train, test=test)
 print(f"few-shot test accuracy: {100 * memory.config.evaluation['accuracy']['mean']:.1f}% "
       f"({memory.config.evaluation['few_shot']}, {memory.config.evaluation['models']} episodes)")
 

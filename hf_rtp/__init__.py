@@ -13,7 +13,8 @@ AutoConfig.register(AddressableMemoryConfig.model_type, AddressableMemoryConfig,
 AutoModel.register(AddressableMemoryConfig, AddressableMemory, exist_ok=True)
 
 # The training loop (Accelerate and the engine) loads on first use, so loading a memory stays light.
-_LAZY = {"DistillConfig": "distill", "Distiller": "distill", "MemoryBank": "bank"}
+_LAZY = {"DistillConfig": "distill", "Distiller": "distill", "MemoryBank": "bank", "distill_memory": "pipeline",
+         "distill_dataset": "pipeline", "init_from_real": "initialization"}
 
 
 def __getattr__(name: str) -> Any:
@@ -32,4 +33,7 @@ __all__ = [
     "Distiller",
     "MemoryBank",
     "MemoryOutput",
+    "distill_dataset",
+    "distill_memory",
+    "init_from_real",
 ]

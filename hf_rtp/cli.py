@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from .evaluate import EvalConfig
 from .options import add_options, build, given
-from .run_options import add_run_options, output_dir_problem, resolve_run_options
+from .presets import add_run_options, output_dir_problem, resolve_run_options
 
 PROG = "hf-rtp"
 
@@ -48,12 +48,9 @@ def _quiet(progress: bool) -> None:
 
 
 def run_distill(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
     from accelerate import Accelerator
 
-    from . import AddressableMemory
-    from .distill import Distiller
-
+    from .pipeline import distill_dataset
     from .run_dir import RunDirectory
 
     data_config, memory_options, config = resolve_run_options(args)
@@ -67,15 +64,7 @@ def run_distill(args: argparse.Namespace) -> dict[str, Any]:
     _quiet(config.progress)
     accelerator = Accelerator(log_with=None if config.report_to == "none" else config.report_to,
                               project_dir=config.output_dir)
-    train, test = data_config.load()
-    torch.manual_seed(config.seed)  # the same seed on every process gives every rank the same starting memory
-    memory = AddressableMemory.for_dataset(train, **vars(memory_options))
-    mc = memory.config
-    if accelerator.is_main_process:
-        print(f"{data_config.dataset}: {len(train)} train / {len(test)} test images {train.image_shape}, {train.num_classes} "
-              f"classes; memory K={mc.num_bases} r={mc.images_per_query} ds={mc.downsample} ({mc.storage_floats()} floats, "
-              f"budget {mc.budget_ipc():g} image(s) per class)")
-    memory = Distiller(config, memory, train, test=test, accelerator=accelerator).train()
+    memory = distill_dataset(data_config, memory_options, config, accelerator)
     if not accelerator.is_main_process:
         return {}
     record = memory.config.evaluation or {}

@@ -22,7 +22,7 @@ import datasets
 
 from .augment import batch_augmenter
 from .data import ImageClassificationData
-from .learners import ConvNet, Resized, ViT, create_learner
+from .learners import ConvNet, Resized, create_learner, seeded_learner
 from .modeling_memory import AddressableMemory
 from .options import flags
 
@@ -86,15 +86,7 @@ class EvalResult:
 
 def _seeded_learner(config: EvalConfig, shape: Sequence[int], num_classes: int, seed: int, device) -> nn.Module:
     size = (config.input_size, config.input_size) if config.input_size else tuple(shape[1:])
-    if config.learner.startswith("convnet"):
-        net = create_learner(config.learner, shape[0], num_classes, size, width=config.width)
-        net.reset_parameters(torch.Generator().manual_seed(seed))
-    else:
-        with torch.random.fork_rng(devices=[]):  # timm initialises from the global generator
-            torch.manual_seed(seed)
-            net = create_learner(config.learner, shape[0], num_classes, size, **config.learner_kwargs)
-        if isinstance(net, ViT):  # the unroll's ViT starts as timm's ViTs do (truncated-normal weights and positions)
-            net.reset_parameters(torch.Generator().manual_seed(seed))
+    net = seeded_learner(config.learner, shape[0], num_classes, size, seed, width=config.width, **config.learner_kwargs)
     return (Resized(net, size) if config.input_size else net).to(device)
 
 

@@ -7,6 +7,7 @@ one group per channel, affine) -> ReLU -> AvgPool 2x2, then one Linear layer on 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -128,7 +129,7 @@ class ViT(FunctionalNet):
     to `dim`, a learned position embedding, `depth` pre-norm blocks (multi-head self-attention with `dim // 32` heads,
     then a 2x MLP with GELU), mean pooling and a linear head. Without convolutions it has no locality or translation
     bias, like timm's ViTs: an inner learner for memories meant for attention models, and a cheap ViT student. (The
-    unroll's plain SGD trains it slowly, so its meta-gradient is weak at T=50: see the README.)"""
+    unroll's plain SGD trains it slowly, so its meta-gradient is weak at T=50: see docs/distillation.md.)"""
 
     def __init__(self, in_channels: int, num_classes: int, image_size: int | Sequence[int], dim: int = 64,
                  depth: int = 2, patch: int = 4):
@@ -185,6 +186,81 @@ class ViT(FunctionalNet):
         return fresh
 
 
+# ---- the registry: one factory signature, one spec parser, one seeded construction ------------------------------
+
+
+@dataclass(frozen=True)
+class LearnerEntry:
+    factory: Callable[..., nn.Module]
+    """(in_channels, num_classes, image_size, width, depth) -> module; width/depth None take the factory's defaults."""
+    caller_width: bool
+    """Whether a caller's default width applies (the ConvNet's `learner_width`/`eval_width`); others keep their own."""
+    own_init: bool
+    """Whether a seeded construction re-draws the weights from a generator (`init_params`) rather than keeping
+    PyTorch's default init under the seed (as timm models and, for the evaluation's numbers, the MLP do)."""
+
+
+LEARNERS: dict[str, LearnerEntry] = {}
+
+
+def register_learner(name: str, caller_width: bool = False, own_init: bool = True):
+    """Register a factory for `name` and `name-<width>` (timm's style of a registry of model constructors). Registered
+    learners are FunctionalNets: the unroll can train them."""
+    def register(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        LEARNERS[name] = LearnerEntry(factory, caller_width, own_init)
+        return factory
+
+    return register
+
+
+@register_learner("convnet", caller_width=True)
+def convnet(in_channels, num_classes, image_size, width=None, depth=None) -> ConvNet:
+    """The paper's ConvNet (width 128 unless told)."""
+    return ConvNet(in_channels, num_classes, image_size, width=width or 128, depth=depth)
+
+
+@register_learner("mlp", own_init=False)
+def mlp(in_channels, num_classes, image_size, width=None, depth=None) -> MLP:
+    """La-MAML's MLP: `depth` (2) hidden layers of `width` (100) units."""
+    return MLP(in_channels, num_classes, image_size, hidden=width or 100, layers=depth if depth is not None else 2)
+
+
+@register_learner("vit")
+def vit(in_channels, num_classes, image_size, width=None, depth=None) -> ViT:
+    """The small functional ViT: width 64, `depth` (2) blocks, 4x4 patches."""
+    return ViT(in_channels, num_classes, image_size, dim=width or 64, depth=depth if depth is not None else 2)
+
+
+def parse_learner(spec: str) -> tuple[str, int | None]:
+    """`convnet-64` -> ("convnet", 64); `mlp` -> ("mlp", None); a name that is not registered (a timm model name)
+    -> (spec, None)."""
+    kind, _, width = spec.partition("-")
+    if kind not in LEARNERS:
+        return spec, None
+    if width and not (width.isdigit() and int(width) > 0):
+        raise ValueError(f"learner {spec!r}: the width after {kind}- must be a positive integer")
+    return kind, int(width) if width else None
+
+
+def learner_specs(spec: str, unrolled: bool = False) -> list[str]:
+    """The learners of `spec` (several joined by + take turns in the unroll: `convnet+mlp`). `unrolled`: each must
+    have the functional form the unroll needs (a registered learner)."""
+    names = spec.split("+")
+    if unrolled:
+        for name in names:
+            try:
+                kind, _ = parse_learner(name)
+            except ValueError:
+                kind = None
+            if kind not in LEARNERS:
+                choices = ", ".join(f"{k}, {k}-<width>" for k in LEARNERS)
+                raise ValueError(f"inner_learner {name!r} is not one of {choices} (joined by + to take turns): the "
+                                 f"unroll needs a network with a functional form")
+    elif len(names) > 1:
+        raise ValueError(f"learner {spec!r}: one network here (+ joins inner learners only)")
+    return names
+
+
 def create_learner(
     name: str,
     in_channels: int,
@@ -194,21 +270,14 @@ def create_learner(
     depth: int | None = None,
     **timm_kwargs,
 ) -> nn.Module:
-    """`convnet` (the paper's ConvNet; `convnet-64` sets the width), `mlp` (2 x 100 hidden units; `mlp-<hidden>`
-    sets the width, `depth` the number of hidden layers), `vit` (width 64, 2 blocks, 4x4 patches; `vit-<width>`,
-    `depth` its blocks) or any timm model name (evaluation only);
-    `depth` is the ConvNet's number of conv blocks or the timm model's own `depth` (a ViT's blocks); `timm_kwargs`
-    go to timm.create_model (e.g. patch_size=4 for a ViT on 28x28 images)."""
-    if name == "convnet" or name.startswith("convnet-"):
-        if "-" in name:
-            width = int(name.split("-", 1)[1])
-        return ConvNet(in_channels, num_classes, image_size, width=width, depth=depth)
-    if name == "mlp" or name.startswith("mlp-"):
-        hidden = int(name.split("-", 1)[1]) if "-" in name else 100
-        return MLP(in_channels, num_classes, image_size, hidden=hidden, layers=depth if depth is not None else 2)
-    if name == "vit" or name.startswith("vit-"):
-        dim = int(name.split("-", 1)[1]) if "-" in name else 64
-        return ViT(in_channels, num_classes, image_size, dim=dim, depth=depth if depth is not None else 2)
+    """A registered learner (`convnet`, `mlp`, `vit`, each also as `<name>-<width>`; `width` is the ConvNet's when
+    the name gives none, `depth` its blocks or hidden layers) or any timm model name (evaluation only; `depth` is
+    then the model's own, e.g. a ViT's blocks, and `timm_kwargs` go to timm.create_model, e.g. patch_size=4)."""
+    kind, own_width = parse_learner(name)
+    if kind in LEARNERS:
+        entry = LEARNERS[kind]
+        return entry.factory(in_channels, num_classes, image_size,
+                             width=own_width or (width if entry.caller_width else None), depth=depth)
     import timm
 
     size = image_size if isinstance(image_size, int) else image_size[0]
@@ -219,6 +288,19 @@ def create_learner(
         return timm.create_model(name, img_size=size, **kwargs)
     except TypeError:  # convolutional timm models take any input size and have no img_size argument
         return timm.create_model(name, **kwargs)
+
+
+def seeded_learner(name: str, in_channels: int, num_classes: int, image_size: int | Sequence[int], seed: int,
+                   width: int = 128, depth: int | None = None, **timm_kwargs) -> nn.Module:
+    """`create_learner`, initialised from `seed` alone (the global generator is left as it was): the one way every
+    student, baseline network and continual learner starts."""
+    with torch.random.fork_rng(devices=[]):  # timm (and nn.Linear) initialise from the global generator
+        torch.manual_seed(seed)
+        net = create_learner(name, in_channels, num_classes, image_size, width=width, depth=depth, **timm_kwargs)
+    kind, _ = parse_learner(name)
+    if kind in LEARNERS and LEARNERS[kind].own_init:
+        net.reset_parameters(torch.Generator().manual_seed(seed))
+    return net
 
 
 class Resized(nn.Module):

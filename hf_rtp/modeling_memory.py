@@ -21,7 +21,7 @@ from .configuration_memory import AddressableMemoryConfig
 from .data import ZCA, ImageClassificationData, PixelSpace, as_pixels, load_image_dataset, spec_for
 from .hub import CheckpointError
 from .query_head import QueryHead
-from .recall import class_ids, recalled_dataset, to_uint8_hwc
+from .recalled_dataset import class_ids, recalled_dataset, to_uint8_hwc
 
 __all__ = ["AddressableMemory", "CheckpointError", "MemoryOutput"]
 
@@ -87,6 +87,16 @@ class AddressableMemory(PreTrainedModel):
             n = self.config.num_classes
             init.zeros_(self.label_bases)
             init.constant_(self.label_scale, math.log(9 * max(1, n - 1)))
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The memory's parameters by role, each an optimizer group that may learn at its own rate: `tables` (the
+        bases and addressing of eqn 2), `labels` (learned soft labels), `query_head` (image addressing)."""
+        groups = {"tables": [p for p in (self.bases, self.addressing) if p is not None]}
+        if self.config.soft_labels:
+            groups["labels"] = [self.label_bases, self.label_scale]
+        if self.config.addressed_by_images:
+            groups["query_head"] = list(self.query_head.parameters())
+        return groups
 
     # ---- addressing -------------------------------------------------------------------------------------
 
@@ -434,65 +444,6 @@ class AddressableMemory(PreTrainedModel):
         if data.zca is not None:
             memory.set_zca(data.zca)
         return memory
-
-    @torch.no_grad()
-    def init_from_real(self, data: ImageClassificationData, generator: torch.Generator, basis_per_class: int = 100) -> None:
-        """Start from real images at the data's scale instead of random tables (label-addressed memories).
-
-        one_hot: each base is a real image of its class, downsampled. learned: the K bases are the top right-singular
-        vectors of `basis_per_class` downsampled real images per class (the K-dimensional subspace that holds them
-        best), and A_i[c] holds the coordinates of a real image of class c in it, so recall(c, i) starts as that
-        image seen through the bases (eqn 2). Bases and coordinates are rescaled against each other so both have
-        the same RMS, the balance the random init has. An image-addressed memory has no class to address: its bases
-        span real images the same way (at unit RMS) and its addressing keeps its random start."""
-        config = self.config
-        if config.query_dim != config.num_classes and not config.addressed_by_images:
-            raise ValueError("init_from_real needs a memory addressed by class labels or images, not raw queries")
-        self.check_data(data)
-        n, r, k, ds = config.num_classes, config.images_per_query, config.num_bases, config.downsample
-
-        def small(images: torch.Tensor) -> torch.Tensor:
-            images = images.to(self.bases.device, torch.float64)
-            return F.avg_pool2d(images, ds) if ds > 1 else images
-
-        def per_class(count: int) -> torch.Tensor:  # (n, count, C, h, w), repeating a class's images if it has fewer
-            chosen = []
-            for c in range(n):
-                x, _ = data.sample([c], count, generator)
-                chosen.append(x[torch.arange(count) % len(x)])
-            return small(torch.cat(chosen)).view(n, count, *config.base_shape)
-
-        if self.addressing is None:
-            self.bases.copy_(per_class(r).flatten(0, 1))
-            return
-        pool = per_class(max(basis_per_class, r)).flatten(0, 1).flatten(1)  # (n * count, d')
-        _, _, vh = torch.linalg.svd(pool, full_matrices=False)
-        bases = torch.zeros(k, pool.shape[1], dtype=pool.dtype, device=pool.device)
-        bases[: min(k, len(vh))] = vh[:k]
-        if config.addressed_by_images:  # no class to address: the bases span real images, the addressing stays random
-            self.bases.copy_((bases * bases.numel() ** 0.5 / bases.norm()).view_as(self.bases))  # unit RMS
-            real, _ = data.sample(range(n), max(1, basis_per_class // 4), generator)
-            self._standardize_queries(real)
-            return
-        targets = per_class(r).flatten(2)  # (n, r, d'): the images A_i[c] starts from
-        coordinates = targets @ bases.T  # (n, r, K)
-        scale = (coordinates.pow(2).mean().sqrt() / bases.pow(2).mean().sqrt().clamp_min(1e-12)).sqrt()
-        self.bases.copy_((bases * scale).view_as(self.bases))
-        self.addressing.copy_((coordinates / scale).transpose(0, 1))
-
-    @torch.no_grad()
-    def _standardize_queries(self, real: torch.Tensor) -> None:
-        """Rescale and shift the query head's projection so the queries of `real` images have mean 0 and std 1 in
-        every dimension. A fresh encoder's pooled features share a large common part (after ReLU and pooling every
-        image's features are positive): without this, every image queries nearly the same point and every class
-        recalls nearly the same images, and the inner network has nothing to tell apart (5-way episodes stay at
-        chance). The head stays a plain linear map: the query still depends on its own image alone."""
-        head = self.query_head
-        features = torch.cat([head.encoder(x.to(self.bases.device, self.bases.dtype)) for x in real.split(256)])
-        mean = features.mean(0)
-        spread = ((features - mean) @ head.projection.weight.T).std(0).clamp_min(1e-8)
-        head.projection.weight.div_(spread[:, None])
-        head.projection.bias.copy_(-(head.projection.weight @ mean))
 
     # ---- saving, loading and the Hub ---------------------------------------------------------------------
 

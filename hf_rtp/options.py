@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import types
 import typing
 from typing import Any, Literal, Mapping, Sequence, TypeVar
 
 T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # resolves `from __future__ import annotations` strings in cls's module
 
 
 def field_type(annotation: Any) -> tuple[Any, bool]:
@@ -77,7 +83,7 @@ def add_options(
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
-        base, optional = field_type(f.type)
+        base, optional = field_type(_hints(cls)[f.name])
         flag = "--" + f.name.replace("_", "-")
         default = defaults.get(f.name, default_of(f))
         shown = json.dumps(default) if isinstance(default, dict) else default
@@ -123,3 +129,27 @@ def flags(config: Any, keys: Sequence[str] | None = None) -> list[str]:
         else:
             out.append(f"{flag} {'none' if value is None else value}")
     return out
+
+
+# ---- field roles, declared as field metadata (PEFT's style) ------------------------------------------------------
+# "min": the smallest value allowed (None stays allowed for an optional field); "resumable": the field may change
+# when a run resumes without changing what it computes; "protocol": the field decides an evaluation's numbers.
+
+
+def fields_with(cls: type, role: str) -> tuple[str, ...]:
+    """Names of the fields of dataclass `cls` whose metadata sets `role`."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get(role))
+
+
+def check_fields(config: Any) -> None:
+    """Refuse, naming the field, a value below its metadata's "min" or outside its `Literal` choices."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        base, optional = field_type(_hints(type(config))[f.name])
+        if typing.get_origin(base) is Literal and value not in typing.get_args(base):
+            raise ValueError(f"{f.name} must be one of {typing.get_args(base)}, got {value!r}")
+        low = f.metadata.get("min")
+        if low is not None and value < low:
+            raise ValueError(f"{f.name} must be >= {low}{' (or None)' if optional else ''}, got {value}")

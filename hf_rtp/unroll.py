@@ -6,16 +6,14 @@ weight snapshots (Maclaurin et al. 2015, Alg. 2): per step it recomputes that st
 vector-Jacobian product of g_t, so activation memory does not grow with T. `unroll_reference` keeps the whole
 autograd graph instead; the tests check that both agree.
 
-`InnerLoop` is the public face both callers (the Distiller and bench/unroll.py) use: a learner, its compiled
-per-step functions built once, and `unroll_memory`, the one set-up of an unroll on a memory's recalled images.
+`InnerLoop` is the public face its callers (the outer step and bench/unroll.py) use: a learner, its compiled
+per-step functions built once, and `run`, one unroll of the `UnrollInputs` an objective drew (objectives.py says
+what an unroll trains on; this module knows nothing of memories).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-import os
-import shutil
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -24,46 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .learners import FunctionalLearner, functional_learner
-from .modeling_memory import AddressableMemory
+from .host import keep_host_memory
 
 # recall(t) -> (images, labels) of inner step t; differentiable w.r.t. the memory parameters, deterministic in t.
 StepData = Callable[[int], tuple[torch.Tensor, torch.Tensor]]
 # w_T -> scalar outer loss (cross-entropy on a real batch).
 OuterLoss = Callable[[Sequence[torch.Tensor]], torch.Tensor]
-
-
-def keep_host_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the system (Linux only).
-
-    An eager unroll on a CPU allocates and frees the same activation tensors (tens of MB) every inner step; with
-    glibc's defaults each of them is a fresh mmap or a heap trim, i.e. millions of page faults and seconds of system
-    time per outer step. This keeps that memory mapped: the process's peak RSS is unchanged, it just stays resident.
-    Process-wide and idempotent; returns False where glibc is not there."""
-    global _HOST_MEMORY_KEPT
-    if _HOST_MEMORY_KEPT:
-        return True
-    try:
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    # Largest values glibc takes: no trimming of the heap top; blocks up to 32 MB come from the heap, not mmap.
-    _HOST_MEMORY_KEPT = bool(mallopt(m_trim_threshold, 2**31 - 1)) and bool(mallopt(m_mmap_threshold, 32 * 2**20))
-    return _HOST_MEMORY_KEPT
-
-
-_HOST_MEMORY_KEPT = False
-
-
-def compiler_available(device: str | torch.device) -> bool:
-    """Whether torch.compile can build code for `device` here: Triton for a GPU, a C++ compiler for the CPU."""
-    if torch.device(device).type == "cuda":
-        return importlib.util.find_spec("triton") is not None
-    return any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++"))
 
 
 @dataclass
@@ -74,6 +38,27 @@ class UnrollResult:
     """dL/dphi, one tensor per memory parameter (zeros where a parameter was not used)."""
     params: list[torch.Tensor]
     """The final inner weights w_T (detached)."""
+
+
+@dataclass
+class UnrollInputs:
+    """What one unroll trains on, as an objective draws it (see objectives.py): the engine needs nothing else."""
+
+    recall: StepData
+    """t -> (images, targets) of inner step t, differentiable with respect to `leaves`."""
+    real_images: torch.Tensor
+    """The real batch of the outer loss L(w_T)."""
+    real_labels: torch.Tensor
+    leaves: list[torch.Tensor]
+    """The tensors the engine differentiates (the memory's parameters, or stand-ins such as an episode's queries)."""
+    steps: int
+    """T, the inner steps of this unroll."""
+    batch_size: int
+    """Recalled images per inner step."""
+    soft_targets: bool = False
+    """The targets of `recall` depend on `leaves` too (learned soft labels)."""
+    to_parameters: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None
+    """Gradients of `leaves` -> gradients of the memory's parameters, in `parameters()` order (None: the same)."""
 
 
 def inner_loss(learner: FunctionalLearner, params: Sequence[torch.Tensor], images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -249,14 +234,17 @@ def unroll(
     compile: bool = False,
     inner_step: InnerStep | None = None,
     buffers: "UnrollBuffers | None" = None,
+    soft_targets: bool = False,
 ) -> UnrollResult:
-    """Run `steps` inner steps and return L(w_T) and its exact gradient w.r.t. `memory_params`.
+    """Run `steps` inner steps and return L(w_T) and its exact gradient w.r.t. `memory_params` (the leaves).
 
     With `window` W < steps, only the last W steps are differentiated (truncated BPTT): earlier steps shape w and v
     but pass no gradient to the memory. Snapshots go to `snapshot_device` (default: the learner's device if they
     take under half its free memory, else host memory). Pass an `inner_step` to reuse compiled functions across
     unrolls; otherwise one is built (compiled when `compile`). Pass `buffers` to keep the snapshot store and the
     per-step state allocated across unrolls (a fresh allocation of the store each outer step costs page faults).
+    `soft_targets`: the targets `step_data` returns depend on the leaves too (learned soft labels), so each step's
+    vector-Jacobian product also runs through them.
     """
     first = _window(steps, window)
     if not memory_params or not all(p.requires_grad for p in memory_params):
@@ -292,7 +280,7 @@ def unroll(
         w_t = snapshots[t - first].to(w.device, non_blocking=True)
         with torch.enable_grad():
             images, labels = step_data(t)
-            if labels.requires_grad:  # learned soft labels: they get a gradient too
+            if soft_targets:  # learned soft labels: they get a gradient too
                 hessian_dv, *recalled_grads = step.reverse_soft(w_t, images.detach(), labels.detach(), dv)
                 recalled = [images, labels]
             else:
@@ -362,81 +350,21 @@ class InnerLoop:
         device = next(self.learner.parameters()).device
         return [p.to(device) for p in self.learner.init_params(generator)]
 
-    def unroll_memory(
-        self,
-        memory: AddressableMemory,
-        classes: torch.Tensor,
-        picks: torch.Tensor,
-        real_images: torch.Tensor,
-        real_labels: torch.Tensor,
-        init: Sequence[torch.Tensor],
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        reference: bool = False,
-    ) -> UnrollResult:
-        """One unroll on the memory's recalled images: inner step t trains on image `picks[t]` (T, k, s) of each of
-        the k `classes` (eqn 2, then `augment`); the outer loss is the cross-entropy on the real batch. Returns
-        L(w_T) and its exact gradient with respect to the memory's parameters (`reference`: by whole-graph autograd)."""
-        augment = augment or (lambda x: x)
-        labels = classes.repeat_interleave(picks.shape[-1])
-        soft = memory.config.soft_labels
-
-        def step_data(t: int) -> tuple[torch.Tensor, torch.Tensor]:
-            targets = memory.targets_for_labels(classes, picks[t]) if soft else labels
-            return augment(memory.images_for_labels(classes, picks[t])), targets
-
+    def run(self, inputs: "UnrollInputs", init: Sequence[torch.Tensor], reference: bool = False) -> UnrollResult:
+        """One unroll of `inputs` (what an objective drew: see objectives.py) from weights `init`: L(w_T) and its
+        exact gradient with respect to `inputs.leaves`, carried on to the memory's parameters by
+        `inputs.to_parameters` (`reference`: by whole-graph autograd, for tests)."""
         # Chunks the size of an inner minibatch reuse its compiled shape; on a CPU small chunks are also faster per
         # image (cache), on a GPU one big batch is.
-        chunk = len(labels) if real_images.device.type == "cpu" else len(real_labels)
-        outer = real_batch_loss(self.functional, real_images, real_labels, chunk=chunk)
-        run = unroll_reference if reference else functools.partial(unroll, inner_step=self.step, buffers=self.buffers)
-        return run(self.functional, init, step_data, list(memory.parameters()), outer, len(picks),
-                   lr=self.lr, momentum=self.momentum, window=self.window)
-
-    def unroll_images(
-        self,
-        memory: AddressableMemory,
-        shots: torch.Tensor,
-        picks: torch.Tensor,
-        real_images: torch.Tensor,
-        real_labels: torch.Tensor,
-        init: Sequence[torch.Tensor],
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        reference: bool = False,
-    ) -> UnrollResult:
-        """One episode of image addressing (sec 5.3.2): `shots` (N, k, C, H, W), k images of each of N classes, make
-        one query per class (the mean of y = projection(encoder(x)) over its shots); inner step t trains on the
-        recalled images `picks[t]` (T, N, s) with episode labels 0..N-1, and the outer loss is the cross-entropy on
-        the real batch (labels 0..N-1 too). Returns L(w_T) and its exact gradient with respect to every memory
-        parameter, query head included, in `memory.parameters()` order.
-
-        The queries are computed once per unroll; the engine treats them as one more leaf, and their gradient goes
-        back through the head once, after the unroll (not once per inner step)."""
-        augment = augment or (lambda x: x)
-        n = shots.shape[0]
-        labels = torch.arange(n, device=shots.device).repeat_interleave(picks.shape[-1])
-        with torch.enable_grad():
-            queries = memory.shot_queries(shots)
-        chunk = len(labels) if real_images.device.type == "cpu" else len(real_labels)
-        outer = real_batch_loss(self.functional, real_images, real_labels, chunk=chunk)
-        names = [name for name, _ in memory.named_parameters()]
-        params = list(memory.parameters())
-        if reference:  # whole-graph autograd from the loss to every parameter, head included
-            def step_data(t: int) -> tuple[torch.Tensor, torch.Tensor]:
-                return augment(memory.synthesize(memory.coefficients(queries, picks[t]))), labels
-
-            return unroll_reference(self.functional, init, step_data, params, outer, len(picks),
-                                    lr=self.lr, momentum=self.momentum, window=self.window)
-        leaf = queries.detach().requires_grad_(True)
-
-        def step_data(t: int) -> tuple[torch.Tensor, torch.Tensor]:
-            return augment(memory.synthesize(memory.coefficients(leaf, picks[t]))), labels
-
-        tables = [p for name, p in zip(names, params) if not name.startswith("query_head.")]
-        result = unroll(self.functional, init, step_data, tables + [leaf], outer, len(picks), lr=self.lr,
-                        momentum=self.momentum, window=self.window, inner_step=self.step, buffers=self.buffers)
-        *table_grads, query_grad = result.grads
-        head = [p for name, p in zip(names, params) if name.startswith("query_head.")]
-        head_grads = torch.autograd.grad(queries, head, grad_outputs=query_grad, allow_unused=True)
-        by_param = {id(p): g for p, g in zip(tables, table_grads)}
-        by_param.update({id(p): torch.zeros_like(p) if g is None else g for p, g in zip(head, head_grads)})
-        return UnrollResult(loss=result.loss, grads=[by_param[id(p)] for p in params], params=result.params)
+        chunk = inputs.batch_size if inputs.real_images.device.type == "cpu" else len(inputs.real_labels)
+        outer = real_batch_loss(self.functional, inputs.real_images, inputs.real_labels, chunk=chunk)
+        if reference:
+            result = unroll_reference(self.functional, init, inputs.recall, inputs.leaves, outer, inputs.steps,
+                                      lr=self.lr, momentum=self.momentum, window=self.window)
+        else:
+            result = unroll(self.functional, init, inputs.recall, inputs.leaves, outer, inputs.steps, lr=self.lr,
+                            momentum=self.momentum, window=self.window, inner_step=self.step, buffers=self.buffers,
+                            soft_targets=inputs.soft_targets)
+        if inputs.to_parameters is not None:
+            result.grads = inputs.to_parameters(result.grads)
+        return result

@@ -135,7 +135,7 @@ def test_budget_too_small_is_a_clear_error(tmp_path, capsys):
 
 def test_explicit_none_is_not_ignored_and_resume_needs_only_the_output_dir(tmp_path, capsys):
     from hf_rtp.cli import build_parser
-    from hf_rtp.run_options import resolve_run_options
+    from hf_rtp.presets import resolve_run_options
 
     args = build_parser().parse_args(["distill", "--clip-grad-norm", "none", "--max-minutes", "none"])
     _, _, config = resolve_run_options(args)
@@ -151,7 +151,7 @@ def test_explicit_none_is_not_ignored_and_resume_needs_only_the_output_dir(tmp_p
 
 def test_mnist_preset_applies_by_hub_id_and_alias():
     from hf_rtp.cli import build_parser
-    from hf_rtp.run_options import resolve_run_options
+    from hf_rtp.presets import resolve_run_options
 
     for name in ("ylecun/mnist", "mnist"):
         data, memory, config = resolve_run_options(build_parser().parse_args(["distill", "--dataset", name]))
@@ -161,7 +161,7 @@ def test_mnist_preset_applies_by_hub_id_and_alias():
         # the memory is distilled for other students too (issue 11): an MLP takes turns, DSA augments every unroll
         assert (config.inner_learner, config.augment) == ("convnet+mlp", "digits")
     _, _, earlier = resolve_run_options(build_parser().parse_args(["distill", "--dataset", "mnist", "--inner-learner", "convnet",
-                                                                   "--augment", "none"]))  # the earlier preset, as the README says
+                                                                   "--augment", "none"]))  # the earlier preset, as docs/distillation.md says
     assert (earlier.inner_learner, earlier.augment) == ("convnet", None)
     _, _, given = resolve_run_options(build_parser().parse_args(["distill", "--dataset", "mnist", "--init", "random", "--no-compile"]))
     assert given.init == "random" and given.compile is False
@@ -175,9 +175,9 @@ def test_mnist_preset_applies_by_hub_id_and_alias():
 
 
 def test_mnist_preset_picks_the_number_of_bases_by_budget():
-    """K is chosen per budget on the validation split (as the paper does): the README's IPC 10 rows use K=128."""
+    """K is chosen per budget on the validation split (as the paper does): the IPC 10 rows of docs/results.md use K=128."""
     from hf_rtp.cli import build_parser
-    from hf_rtp.run_options import resolve_run_options
+    from hf_rtp.presets import resolve_run_options
 
     def bases(*argv: str) -> int:
         return resolve_run_options(build_parser().parse_args(["distill", *argv]))[1].num_bases

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hf_rtp.continual import Permutation, Rotation, StreamConfig, build_stream, task_accuracy
-from hf_rtp.continual_methods import (
+from hf_rtp.continual import (
     BufferOverflow,
     ContinualConfig,
     ContinualMethod,
@@ -85,12 +85,29 @@ def test_no_method_holds_more_than_its_buffer(digits, method):
     stream = stream_of(digits, stream="permutations")
     buffer = 30 * stream.image_floats
     config = ContinualConfig(method=method, buffer_floats=buffer, inner_steps=5, final_steps=3, retrain_epochs=5)
-    result = run_stream(make_method(config, stream), stream)
+    learner = make_method(config, stream)
+    result = run_stream(learner, stream)
     assert result["max_stored_floats"] <= buffer and result["buffer_floats"] == buffer
-    assert len(result["accuracy"]) == 3 and 0 <= result["retained_accuracy"] <= 1
+    # each task's accuracy is the final classifier's on the task's test set, counted here; RA is their mean
+    net = learner.classifier()
+    with torch.no_grad():
+        counted = [float((net(t.test().images).argmax(1) == t.test().labels).float().mean()) for t in stream.tasks]
+    assert result["accuracy"] == pytest.approx(counted, abs=1e-6)
+    assert result["retained_accuracy"] == pytest.approx(sum(counted) / 3, abs=1e-6)
+    if "backward_transfer" in result:  # of these final accuracies (the formula: test_continual_metrics.py)
+        from hf_rtp.continual import backward_transfer
+
+        assert result["backward_transfer"] == pytest.approx(backward_transfer(counted, result["just_learned"]), abs=1e-6)
+    # what each holds: nothing for the two without a buffer (EWC's Fisher and anchor are state, reported apart),
+    # the whole buffer for replay's reservoir, a part of it for the memories (and the raw images of a task)
+    weights = sum(p.numel() for p in net.parameters())
+    if method in ("online", "ewc"):
+        assert result["max_stored_floats"] == 0
+        assert result["state_floats"] == (2 * weights if method == "ewc" else 0)
     if method == "replay":
         assert result["max_stored_floats"] == buffer  # the reservoir fills the whole buffer
     if method == "compress-then-recall":
+        assert result["max_stored_floats"] >= sum(result["memory_floats"]) > 0  # the memories were counted
         assert all(f <= buffer // 3 for f in result["memory_floats"])  # each task's memory: 1/T of the buffer
         assert len(result["minutes_per_task"]) == 3 and "backward_transfer" not in result
     else:
@@ -136,8 +153,24 @@ def test_split_cifar100_on_a_local_parquet_with_its_layout(tmp_path):
     for task in stream.tasks:
         assert set(task.train.labels.tolist()) == set(task.classes) and len(task.train) == 20
         assert set(task.test().labels.tolist()) == set(task.classes)
+    # Scored among the task's own classes (task-aware): a network whose top logit is a class of the other task and
+    # whose next is the task's first class answers that first class, right for 4 of the task's 20 test images.
+    task, other = stream.tasks
+    constant = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
+    with torch.no_grad():
+        constant[1].weight.zero_()
+        constant[1].bias.zero_()
+        constant[1].bias[other.classes[0]], constant[1].bias[task.classes[0]] = 2.0, 1.0
+    assert len(task.test()) == 20 and task_accuracy(constant, task) == pytest.approx(4 / 20)
+    # and a stream learner's network, counted here with the other classes' logits masked out
     net = make_method(ContinualConfig(method="online"), stream).classifier()
-    assert 0 <= task_accuracy(net, stream.tasks[0]) <= 1
+    data = task.test()
+    with torch.no_grad():
+        logits = net(data.images)
+    outside = torch.ones(10, dtype=torch.bool)
+    outside[task.classes] = False
+    counted = float((logits.masked_fill(outside, float("-inf")).argmax(1) == data.labels).float().mean())
+    assert task_accuracy(net, task) == pytest.approx(counted, abs=1e-6)
     with pytest.raises(ValueError, match="3 five-way tasks need 15"):
         StreamConfig(stream="split-cifar100", dataset=str(root), tasks=3).load()
 

@@ -7,11 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_rtp import AddressableMemory, AddressableMemoryConfig, Distiller
+from hf_rtp import AddressableMemory, AddressableMemoryConfig, Distiller, distill_memory
+from hf_rtp.initialization import init_from_real
 from hf_rtp.data import load_image_dataset
 from hf_rtp.evaluate import dataset_tensors
 from hf_rtp.learners import MLP, ViT, create_learner
-from hf_rtp.unroll import compiler_available, real_batch_loss, unroll, unroll_reference
+from hf_rtp.host import compiler_available
+from hf_rtp.unroll import real_batch_loss, unroll, unroll_reference
 
 from helpers import assert_same, state, tiny
 
@@ -172,7 +174,7 @@ def test_vit_learner_functional_init_and_meta_gradient():
 def test_real_init_recalls_real_images_of_each_class(digits, addressing):
     torch.manual_seed(0)
     memory = AddressableMemory.for_dataset(digits, ipc=1, num_bases=8, downsample=1, addressing=addressing)
-    memory.init_from_real(digits, torch.Generator().manual_seed(0))
+    init_from_real(memory, digits, torch.Generator().manual_seed(0))
     recalled, labels = memory(labels=torch.arange(10))
     # every recalled image is closest (cosine, after centring) to the real images of its own class
     real = digits.images.flatten(1)
@@ -197,7 +199,7 @@ def test_real_init_is_refused_for_other_data(digits, tmp_path):
     other = AddressableMemoryConfig.for_budget((1, 8, 8), [str(i) for i in range(10)], ipc=1, num_bases=8,
                                                mean=[0.5], std=[0.5])
     with pytest.raises(ValueError, match="does not match"):
-        AddressableMemory(other).init_from_real(digits, torch.Generator().manual_seed(0))
+        init_from_real(AddressableMemory(other), digits, torch.Generator().manual_seed(0))
     assert memory.config.query_dim == 10
 
 
@@ -206,7 +208,7 @@ def test_distiller_starts_from_real_data_and_a_resume_does_not_restart(digits, t
     memory = AddressableMemory.for_dataset(digits, ipc=1, num_bases=8)
     distiller = Distiller(tiny(tmp_path / "run", init="real", steps=2), memory, digits)
     expected = AddressableMemory.for_dataset(digits, ipc=1, num_bases=8)
-    expected.init_from_real(distiller.train_data, torch.Generator().manual_seed(0))
+    init_from_real(expected, distiller.train_data, torch.Generator().manual_seed(0))
     distiller.prepare()
     assert_same(state(distiller.memory), state(expected))
     distiller._release()
@@ -273,10 +275,10 @@ def test_unroll_length_schedule(digits, tmp_path):
 
 def test_a_run_started_before_output_norm_resumes_with_the_paper_recall(digits, tmp_path):
     from hf_rtp.cli import build_parser
-    from hf_rtp.run_options import resolve_run_options
+    from hf_rtp.presets import resolve_run_options
 
     run = tmp_path / "run"
-    Distiller(tiny(run, steps=2), AddressableMemory.for_dataset(digits, ipc=1, num_bases=8, output_norm="none"), digits).train()
+    distill_memory(tiny(run, steps=2), AddressableMemory.for_dataset(digits, ipc=1, num_bases=8, output_norm="none"), digits)
     settings = json.loads((run / "settings.json").read_text())
     del settings["memory"]["output_norm"]  # what a run folder of an earlier release holds
     (run / "settings.json").write_text(json.dumps(settings))

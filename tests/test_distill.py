@@ -8,6 +8,7 @@ import torch
 from hf_rtp import AddressableMemory, AddressableMemoryConfig
 from hf_rtp.data import load_image_dataset
 from hf_rtp.distill import DistillConfig, Distiller
+from hf_rtp.pipeline import distill_memory
 from tests.helpers import assert_same, fresh_memory, state, tiny
 
 
@@ -17,10 +18,10 @@ def digits():
 
 
 def test_same_seed_gives_the_same_memory_bit_for_bit(digits, tmp_path):
-    first = Distiller(tiny(tmp_path / "a"), fresh_memory(digits), digits).train()
-    second = Distiller(tiny(tmp_path / "b"), fresh_memory(digits), digits).train()
+    first = distill_memory(tiny(tmp_path / "a"), fresh_memory(digits), digits)
+    second = distill_memory(tiny(tmp_path / "b"), fresh_memory(digits), digits)
     assert_same(state(first), state(second))
-    third = Distiller(tiny(tmp_path / "c", seed=1), fresh_memory(digits), digits).train()
+    third = distill_memory(tiny(tmp_path / "c", seed=1), fresh_memory(digits), digits)
     assert not torch.equal(state(first)["bases"], state(third)["bases"])
 
 
@@ -28,7 +29,7 @@ def test_training_moves_the_memory_and_lowers_the_outer_loss(digits, tmp_path):
     start = fresh_memory(digits)
     before = state(start)
     config = tiny(tmp_path, steps=30, eval_every=0, checkpoint_every=0, unroll_steps=10, learner_width=16)
-    Distiller(config, start, digits).train()
+    distill_memory(config, start, digits)
     assert not torch.equal(before["bases"], start.bases.detach())
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     losses = [l["loss"] for l in lines if "loss" in l]
@@ -52,12 +53,12 @@ class CrashingDistiller(Distiller):
 
 
 def test_a_killed_run_resumes_to_the_same_final_memory(digits, tmp_path):
-    whole = Distiller(tiny(tmp_path / "whole"), fresh_memory(digits), digits).train()
+    whole = distill_memory(tiny(tmp_path / "whole"), fresh_memory(digits), digits)
     with pytest.raises(Crash):
         CrashingDistiller(tiny(tmp_path / "killed"), fresh_memory(digits), digits).train()
     assert (tmp_path / "killed" / "checkpoints" / "latest").read_text() == "step-0000004"
     # resume from a memory initialised differently: everything must come from the checkpoint
-    resumed = Distiller(tiny(tmp_path / "killed", resume=True), fresh_memory(digits, seed=9), digits).train()
+    resumed = distill_memory(tiny(tmp_path / "killed", resume=True), fresh_memory(digits, seed=9), digits)
     assert_same(state(whole), state(resumed))
     assert whole.config.distillation["best_step"] == resumed.config.distillation["best_step"]
     steps = [json.loads(l)["step"] for l in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
@@ -65,14 +66,14 @@ def test_a_killed_run_resumes_to_the_same_final_memory(digits, tmp_path):
 
 
 def test_resume_can_extend_a_finished_run(digits, tmp_path):
-    whole = Distiller(tiny(tmp_path / "whole", steps=6), fresh_memory(digits), digits).train()
-    Distiller(tiny(tmp_path / "part", steps=4), fresh_memory(digits), digits).train()
-    extended = Distiller(tiny(tmp_path / "part", steps=6, resume=True), fresh_memory(digits), digits).train()
+    whole = distill_memory(tiny(tmp_path / "whole", steps=6), fresh_memory(digits), digits)
+    distill_memory(tiny(tmp_path / "part", steps=4), fresh_memory(digits), digits)
+    extended = distill_memory(tiny(tmp_path / "part", steps=6, resume=True), fresh_memory(digits), digits)
     assert_same(state(whole), state(extended))
 
 
 def test_half_written_checkpoint_is_ignored(digits, tmp_path):
-    Distiller(tiny(tmp_path, steps=4), fresh_memory(digits), digits).train()
+    distill_memory(tiny(tmp_path, steps=4), fresh_memory(digits), digits)
     root = tmp_path / "checkpoints"
     (root / ".step-0000006.tmp").mkdir()  # a write that was killed before its rename
     (root / ".step-0000006.tmp" / "memory.safetensors").write_bytes(b"partial")
@@ -82,15 +83,15 @@ def test_half_written_checkpoint_is_ignored(digits, tmp_path):
 
 
 def test_resume_refuses_different_settings_or_layout(digits, tmp_path):
-    Distiller(tiny(tmp_path, steps=2), fresh_memory(digits), digits).train()
+    distill_memory(tiny(tmp_path, steps=2), fresh_memory(digits), digits)
     with pytest.raises(ValueError, match="unroll_steps"):
-        Distiller(tiny(tmp_path, steps=4, resume=True, unroll_steps=5), fresh_memory(digits), digits).train()
+        distill_memory(tiny(tmp_path, steps=4, resume=True, unroll_steps=5), fresh_memory(digits), digits)
     with pytest.raises(ValueError, match="different memory layout"):
-        Distiller(tiny(tmp_path, steps=4, resume=True), fresh_memory(digits, num_bases=4), digits).train()
+        distill_memory(tiny(tmp_path, steps=4, resume=True), fresh_memory(digits, num_bases=4), digits)
 
 
 def test_best_by_validation_is_what_is_returned_and_saved(digits, tmp_path):
-    memory = Distiller(tiny(tmp_path, steps=6, eval_every=1), fresh_memory(digits), digits).train()
+    memory = distill_memory(tiny(tmp_path, steps=6, eval_every=1), fresh_memory(digits), digits)
     lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     scores = {l["step"]: l["val_accuracy"] for l in lines if "val_accuracy" in l}
     assert sorted(scores) == [1, 2, 3, 4, 5, 6]
@@ -106,16 +107,45 @@ def test_per_class_memory_trains_through_the_same_loop(digits, tmp_path):
     memory = fresh_memory(digits, addressing="one_hot", downsample=1)
     assert memory.config.images_per_query == 1
     before = memory.bases.detach().clone()
-    Distiller(tiny(tmp_path, steps=2, eval_every=0), memory, digits).train()
+    distill_memory(tiny(tmp_path, steps=2, eval_every=0), memory, digits)
     assert not torch.equal(before, memory.bases.detach())
 
 
-def test_truncated_and_random_windows_change_what_is_learned(digits, tmp_path):
-    """Each option reaches the unroll: a window, and a random end for it, each give another memory than full BPTT."""
-    memories = [state(Distiller(tiny(tmp_path / str(i), steps=2, eval_every=0, **extra), fresh_memory(digits), digits).train())
-                for i, extra in enumerate([dict(), dict(window=2), dict(window=2, random_window=True)])]
+def test_a_truncated_window_changes_what_is_learned(digits, tmp_path):
+    """The window reaches the unroll: differentiating the last 2 of 4 steps gives another memory than full BPTT."""
+    memories = []
+    for i, extra in enumerate([dict(), dict(window=2), dict(window=4)]):
+        distiller = Distiller(tiny(tmp_path / str(i), steps=2, eval_every=0, **extra), fresh_memory(digits), digits)
+        distiller.meta_step()
+        distiller.meta_step()
+        memories.append(state(distiller.memory))
     assert not torch.equal(memories[0]["bases"], memories[1]["bases"])
-    assert not torch.equal(memories[1]["bases"], memories[2]["bases"])
+    assert_same(memories[0], memories[2])  # a window of all T steps is full BPTT
+
+
+def test_a_random_window_ends_each_unroll_at_a_drawn_step_in_w_to_t(digits, tmp_path):
+    """random_window: one outer step with T=4, W=2 equals, bit for bit, the step of a fixed run of L inner steps (same
+    seed, same W) for exactly one L, always in [W, T], and L varies with the unroll's seed over all of W..T. With
+    random_window ignored every step would be the T one; drawn from [1, T], some would match only L=1."""
+    T, W = 4, 2
+
+    def one_step(seed, **settings):
+        # r = 1 image per query (24 bases): the inner steps' picks are the same whatever the generator drew last,
+        # so a run of L steps does exactly what a random window that ends at L does
+        memory = fresh_memory(digits, num_bases=24)
+        assert memory.config.images_per_query == 1
+        config = tiny(tmp_path / f"{seed}-{settings}", steps=1, eval_every=0, checkpoint_every=0, seed=seed,
+                      optimizer="sgd", window=W, **settings)
+        Distiller(config, memory, digits).meta_step()
+        return memory.bases.detach().clone()
+
+    drawn = []
+    for seed in range(16):
+        random = one_step(seed, unroll_steps=T, random_window=True)
+        matches = [length for length in range(1, T + 1) if torch.equal(one_step(seed, unroll_steps=length), random)]
+        assert len(matches) == 1, (seed, matches)
+        drawn.append(matches[0])
+    assert set(drawn) == set(range(W, T + 1)), drawn
 
 
 @pytest.mark.parametrize(
@@ -139,10 +169,10 @@ def test_dataset_and_memory_must_agree(digits, tmp_path):
 
 def test_a_stop_off_the_validation_schedule_does_not_change_the_resumed_run(digits, tmp_path):
     """Stopping at step 3 validates there (off the every-2 schedule); resuming to 6 must still equal a 6-step run."""
-    whole = Distiller(tiny(tmp_path / "whole", steps=6), fresh_memory(digits), digits).train()
-    stopped = Distiller(tiny(tmp_path / "part", steps=3), fresh_memory(digits), digits).train()
+    whole = distill_memory(tiny(tmp_path / "whole", steps=6), fresh_memory(digits), digits)
+    stopped = distill_memory(tiny(tmp_path / "part", steps=3), fresh_memory(digits), digits)
     assert stopped.config.distillation["outer_steps"] == 3
-    resumed = Distiller(tiny(tmp_path / "part", steps=6, resume=True), fresh_memory(digits), digits).train()
+    resumed = distill_memory(tiny(tmp_path / "part", steps=6, resume=True), fresh_memory(digits), digits)
     assert_same(state(whole), state(resumed))
     def log(folder):  # the metrics without the clock
         return [{k: v for k, v in json.loads(l).items() if k != "seconds"} for l in (tmp_path / folder / "metrics.jsonl").read_text().splitlines()]
@@ -151,10 +181,10 @@ def test_a_stop_off_the_validation_schedule_does_not_change_the_resumed_run(digi
 
 
 def test_an_earlier_run_in_the_output_dir_is_not_mixed_in(digits, tmp_path):
-    Distiller(tiny(tmp_path, steps=6, checkpoint_every=2), fresh_memory(digits), digits).train()
+    distill_memory(tiny(tmp_path, steps=6, checkpoint_every=2), fresh_memory(digits), digits)
     with pytest.raises(FileExistsError, match="--resume.*--overwrite-output-dir"):
-        Distiller(tiny(tmp_path, steps=2), fresh_memory(digits), digits).train()
-    Distiller(tiny(tmp_path, steps=2, overwrite_output_dir=True), fresh_memory(digits), digits).train()
+        distill_memory(tiny(tmp_path, steps=2), fresh_memory(digits), digits)
+    distill_memory(tiny(tmp_path, steps=2, overwrite_output_dir=True), fresh_memory(digits), digits)
     root = tmp_path / "checkpoints"
     assert (root / "latest").read_text() == "step-0000002"  # not pruned in favour of the old run's step 6
     assert sorted(p.name for p in root.glob("step-*")) == ["step-0000002"]

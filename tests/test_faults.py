@@ -18,6 +18,7 @@ from hf_rtp import AddressableMemory, AddressableMemoryConfig, CheckpointError
 from hf_rtp.cli import main
 from hf_rtp.data import ImageClassificationData, load_image_dataset
 from hf_rtp.distill import Distiller, NonFiniteError
+from hf_rtp.pipeline import distill_memory
 from hf_rtp.run_dir import RunDirectory, RunLockedError
 from tests.helpers import TINY_CLI, assert_same, fresh_memory, state, tiny
 
@@ -41,7 +42,7 @@ def all_finite(folder: Path) -> bool:
 def test_divergence_stops_at_its_step_and_saves_nothing_non_finite(digits, tmp_path, settings, cause):
     config = tiny(tmp_path, steps=6, checkpoint_every=1, eval_every=0, **settings)
     with pytest.raises(NonFiniteError, match=rf"step (\d+): .*Nothing of this step was applied or saved.*{cause}") as error:
-        Distiller(config, fresh_memory(digits), digits).train()
+        distill_memory(config, fresh_memory(digits), digits)
     step = int(error.value.args[0].split(":")[0].split()[1])
     run = RunDirectory(tmp_path)
     assert all_finite(tmp_path) and not run.memory_path.exists()
@@ -69,7 +70,7 @@ def test_nan_pixels_handed_to_the_distiller_are_refused(digits, tmp_path):
 
 
 def test_resume_refuses_a_non_finite_checkpoint(digits, tmp_path):
-    Distiller(tiny(tmp_path, steps=2, checkpoint_every=1), fresh_memory(digits), digits).train()
+    distill_memory(tiny(tmp_path, steps=2, checkpoint_every=1), fresh_memory(digits), digits)
     newest = RunDirectory(tmp_path).checkpoints()[-1] / "memory.safetensors"
     tensors = load_file(newest)
     tensors["bases"][0, 0, 0, 0] = float("nan")
@@ -133,7 +134,7 @@ def test_a_second_run_in_the_same_output_dir_is_refused_and_a_killed_runs_lock_i
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=rf"in use by process {holder.pid}"):
-            Distiller(tiny(tmp_path, steps=1), fresh_memory(digits), digits).train()
+            distill_memory(tiny(tmp_path, steps=1), fresh_memory(digits), digits)
         with pytest.raises(SystemExit) as exit:  # the CLI says so before loading any data
             main(["distill", "--output-dir", str(tmp_path), "--dataset", str(tmp_path / "no-such-data"), *TINY_CLI])
         assert exit.value.code == 2 and f"in use by process {holder.pid}" in capsys.readouterr().err
@@ -143,36 +144,36 @@ def test_a_second_run_in_the_same_output_dir_is_refused_and_a_killed_runs_lock_i
         holder.wait()
     assert json.loads((tmp_path / ".lock").read_text())["pid"] == holder.pid
     with pytest.warns(UserWarning, match=rf"taking over the lock .* from process {holder.pid}, which no longer runs"):
-        Distiller(tiny(tmp_path, steps=1, eval_every=0), fresh_memory(digits), digits).train()
+        distill_memory(tiny(tmp_path, steps=1, eval_every=0), fresh_memory(digits), digits)
     assert not (tmp_path / ".lock").exists()
 
 
 def test_resume_with_nothing_to_resume_is_an_error(digits, tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="nothing to resume in"):
-        Distiller(tiny(tmp_path / "empty", resume=True), fresh_memory(digits), digits).train()
+        distill_memory(tiny(tmp_path / "empty", resume=True), fresh_memory(digits), digits)
     with pytest.raises(SystemExit) as exit:
         main(["distill", "--resume", "--output-dir", str(tmp_path / "missing")])
     assert exit.value.code == 2 and "nothing to resume in" in capsys.readouterr().err
 
 
 def test_resume_on_other_data_of_the_same_shape_is_refused(digits, tmp_path):
-    Distiller(tiny(tmp_path, steps=2), fresh_memory(digits), digits).train()
+    distill_memory(tiny(tmp_path, steps=2), fresh_memory(digits), digits)
     shuffled = ImageClassificationData(digits.images, digits.labels.roll(1), digits.class_names, digits.mean, digits.std,
                                        "digits", "train")
     with pytest.raises(ValueError, match=r"was distilled from other data \(labels: "):
-        Distiller(tiny(tmp_path, steps=4, resume=True), fresh_memory(digits), shuffled).train()
+        distill_memory(tiny(tmp_path, steps=4, resume=True), fresh_memory(digits), shuffled)
 
 
 def test_broken_checkpoints_fall_back_to_the_newest_intact_one(digits, tmp_path):
-    whole = Distiller(tiny(tmp_path / "whole", steps=4, checkpoint_every=1, keep_checkpoints=4), fresh_memory(digits), digits).train()
+    whole = distill_memory(tiny(tmp_path / "whole", steps=4, checkpoint_every=1, keep_checkpoints=4), fresh_memory(digits), digits)
     part = tmp_path / "part"
-    Distiller(tiny(part, steps=3, checkpoint_every=1, keep_checkpoints=4), fresh_memory(digits), digits).train()
+    distill_memory(tiny(part, steps=3, checkpoint_every=1, keep_checkpoints=4), fresh_memory(digits), digits)
     run = RunDirectory(part)
     # a truncated newest file: resume from step 2 with a warning naming it, and end equal to the uninterrupted run
     newest = run.checkpoints()[-1] / "memory.safetensors"
     newest.write_bytes(newest.read_bytes()[:50])
     with pytest.warns(UserWarning, match=r"resuming from step-0000002; skipped a broken newer checkpoint: step-0000003"):
-        resumed = Distiller(tiny(part, steps=4, checkpoint_every=1, keep_checkpoints=4, resume=True), fresh_memory(digits), digits).train()
+        resumed = distill_memory(tiny(part, steps=4, checkpoint_every=1, keep_checkpoints=4, resume=True), fresh_memory(digits), digits)
     assert_same(state(whole), state(resumed))
     assert load_file(newest)  # the broken step was written again by the resumed run
     # `latest` naming a missing folder, and a complete folder it does not point to yet: the newest complete one is used
@@ -186,14 +187,14 @@ def test_broken_checkpoints_fall_back_to_the_newest_intact_one(digits, tmp_path)
 
 def test_a_resume_before_the_first_checkpoint_says_it_starts_from_step_zero(digits, tmp_path):
     run = RunDirectory(tmp_path)
-    Distiller(tiny(tmp_path, steps=1, checkpoint_every=0), fresh_memory(digits), digits).train()
+    distill_memory(tiny(tmp_path, steps=1, checkpoint_every=0), fresh_memory(digits), digits)
     for folder in run.checkpoints():  # as if killed before the first checkpoint
         import shutil
 
         shutil.rmtree(folder)
     (run.checkpoint_root / "latest").unlink()
     with pytest.warns(UserWarning, match="no checkpoint yet .* resuming from step 0"):
-        Distiller(tiny(tmp_path, steps=1, resume=True), fresh_memory(digits), digits).train()
+        distill_memory(tiny(tmp_path, steps=1, resume=True), fresh_memory(digits), digits)
 
 
 def test_a_full_disk_names_the_folder_and_keeps_the_previous_checkpoint(digits, tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from hf_rtp import AddressableMemory, AddressableMemoryConfig
+from hf_rtp.initialization import init_from_real
 from hf_rtp.hub import CheckpointError
 
 CLASSES = [str(i) for i in range(10)]
@@ -32,13 +33,46 @@ def test_the_head_is_built_from_the_config_and_measures_its_width():
     assert memory.config.storage_floats() == 6 * 8 * 8 + 3 * 8 * 6  # the head is reported, not counted
 
 
-def test_recall_by_images_is_eqn2_with_the_projected_features():
-    memory = image_memory()
+def bilinear_matrix(out: int, size: int) -> torch.Tensor:
+    """(out, size): bilinear upsampling of one axis with half-pixel centres (output pixel j samples the input at
+    (j + 0.5) size / out - 0.5, clamped to the edge), as a matrix."""
+    u = torch.zeros(out, size, dtype=torch.float64)
+    for j in range(out):
+        s = min(max((j + 0.5) * size / out - 0.5, 0.0), size - 1.0)
+        lo = int(s)
+        hi = min(lo + 1, size - 1)
+        u[j, lo] += 1 - (s - lo)
+        u[j, hi] += s - lo
+    return u
+
+
+@pytest.mark.parametrize("norm", [dict(), dict(output_norm="standardize", output_mean=0.3, output_std=2.0)])
+def test_recall_by_images_is_eqn2_with_the_projected_features(norm):
+    """Image i of query image x is upsample((y^T A_i) M) with y = W f(x) + b, written out from the raw tensors."""
+    memory = image_memory(**norm)
+    with torch.no_grad():  # unit-scale tables and a non-zero bias, so every term of the formula shows
+        memory.bases.normal_()
+        memory.addressing.normal_()
+        memory.query_head.projection.bias.normal_()
     x = torch.randn(4, 1, 16, 16)
     images, labels = memory(images=x)
     assert labels is None and images.shape == (4 * 3, 1, 16, 16)
-    y = memory.query_head.projection(memory.query_head.encoder(x))
-    torch.testing.assert_close(images, memory(queries=y).images)
+    with torch.no_grad():
+        features = memory.query_head.encoder(x).double()  # (4, 96)
+        w, b = memory.query_head.projection.weight.double(), memory.query_head.projection.bias.double()
+        y = features @ w.T + b  # (4, d_y = 8)
+        bases = memory.bases.double()  # (K = 6, 1, 8, 8)
+        u = bilinear_matrix(16, 8)
+        expected = torch.empty(4, 3, 1, 16, 16, dtype=torch.float64)
+        for n in range(4):
+            for i in range(3):
+                coefficients = y[n] @ memory.addressing[i].double()  # y^T A_i: (K,)
+                small = (coefficients[:, None, None, None] * bases).sum(0)  # (1, 8, 8)
+                image = u @ small[0] @ u.T  # (16, 16)
+                if norm:  # each image shifted and scaled to the configured mean and std (one scalar each)
+                    image = (image - image.mean()) / torch.sqrt(image.var(unbiased=False) + 1e-8) * 2.0 + 0.3
+                expected[n, i, 0] = image
+    torch.testing.assert_close(images.double(), expected.flatten(0, 1), rtol=1e-4, atol=1e-5)
     # one image's query does not depend on the others in its batch (the encoder's BatchNorm uses stored statistics)
     torch.testing.assert_close(memory(images=x[:1]).images, images[:3])
 
@@ -143,6 +177,7 @@ def test_the_encoders_meta_gradient_equals_whole_graph_autograd():
     """Queries are computed once per unroll and their gradient goes through the head once; it must equal autograd
     through the whole unrolled graph, for the encoder, the projection, the bases and the addressing alike."""
     from hf_rtp.learners import ConvNet
+    from hf_rtp.objectives import episode_inputs
     from hf_rtp.unroll import InnerLoop
 
     torch.manual_seed(0)
@@ -155,8 +190,8 @@ def test_the_encoders_meta_gradient_equals_whole_graph_autograd():
     shots = torch.randn(3, 2, 1, 16, 16, generator=g, dtype=torch.float64)
     picks = torch.stack([torch.stack([torch.randperm(3, generator=g)[:2] for _ in range(3)]) for _ in range(5)])
     real = torch.randn(9, 1, 16, 16, generator=g, dtype=torch.float64), torch.arange(9) % 3
-    engine = loop.unroll_images(memory, shots, picks, *real, init)
-    reference = loop.unroll_images(memory, shots, picks, *real, init, reference=True)
+    engine = loop.run(episode_inputs(memory, shots, picks, *real), init)
+    reference = loop.run(episode_inputs(memory, shots, picks, *real, reference=True), init, reference=True)
     assert engine.loss == pytest.approx(reference.loss, rel=1e-12)
     names = [name for name, _ in memory.named_parameters()]
     encoder = [i for i, name in enumerate(names) if name.startswith("query_head.encoder.")]
@@ -169,7 +204,7 @@ def test_the_encoders_meta_gradient_equals_whole_graph_autograd():
 
 
 def test_the_distiller_trains_an_image_addressed_memory_episodically_and_resumes(tmp_path):
-    from hf_rtp import Distiller
+    from hf_rtp import distill_memory
     from hf_rtp.data import load_image_dataset
 
     from helpers import assert_same, state, tiny
@@ -186,15 +221,15 @@ def test_the_distiller_trains_an_image_addressed_memory_episodically_and_resumes
     memory = fresh()
     before = state(memory)
     settings = dict(classes_per_step=3, shots=2, eval_episodes=2, final_models=2, final_epochs=3)
-    done = Distiller(tiny(tmp_path / "a", steps=4, **settings), memory, train, test=test).train()
+    done = distill_memory(tiny(tmp_path / "a", steps=4, **settings), memory, train, test=test)
     after = state(done)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert "bases" in changed and "addressing" in changed and any(k.startswith("query_head.encoder.") for k in changed)
     assert done.config.evaluation["few_shot"] == "3-way 2-shot" and len(done.config.evaluation["accuracy"]["runs"]) == 2
     assert "3-way 2-shot" in (tmp_path / "a" / "memory" / "README.md").read_text()
     # stopped after 2 steps and resumed to 4: the same memory as the uninterrupted run
-    Distiller(tiny(tmp_path / "b", steps=2, **settings), fresh(), train).train()
-    resumed = Distiller(tiny(tmp_path / "b", steps=4, resume=True, **settings), fresh(), train, test=test).train()
+    distill_memory(tiny(tmp_path / "b", steps=2, **settings), fresh(), train)
+    resumed = distill_memory(tiny(tmp_path / "b", steps=4, resume=True, **settings), fresh(), train, test=test)
     assert_same(state(resumed), after)
 
 
@@ -226,7 +261,7 @@ def test_real_init_gives_an_image_addressed_memory_real_bases_and_spread_queries
     digits = load_image_dataset("digits", "train")
     memory = AddressableMemory.for_dataset(digits, ipc=1, num_bases=8, query_encoder=ENCODER, query_dim=6)
     addressing = memory.addressing.detach().clone()
-    memory.init_from_real(digits, torch.Generator().manual_seed(0))
+    init_from_real(memory, digits, torch.Generator().manual_seed(0))
     b = memory.bases.detach().flatten(1).double()
     assert float(b.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-6)
     real = torch.nn.functional.avg_pool2d(digits.images[:50].double(), 2).flatten(1)

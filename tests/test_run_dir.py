@@ -14,6 +14,7 @@ from hf_rtp import AddressableMemory
 from hf_rtp.cli import main
 from hf_rtp.data import DataConfig
 from hf_rtp.distill import Distiller, _launch_warnings
+from hf_rtp.pipeline import distill_memory
 from hf_rtp.run_dir import RunDirectory
 from tests.helpers import TINY_CLI, fresh_memory, tiny
 
@@ -35,7 +36,7 @@ def test_python_api_cli_and_example_leave_the_same_run_folder(digits, tmp_path):
     train, test = digits
     config = tiny(tmp_path / "api", steps=4, unroll_steps=3, eval_every=2, checkpoint_every=50, final_models=2, final_epochs=5,
                   lr=0.01, real_per_class=64, synthetic_per_class=32)
-    memory = Distiller(config, fresh_memory(train), train, test=test).train()
+    memory = distill_memory(config, fresh_memory(train), train, test=test)
     main(["distill", "--output-dir", str(tmp_path / "cli"), *TINY_CLI])
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "distill.py"), "--output-dir", str(tmp_path / "example"),
                            *TINY_CLI], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -90,7 +91,7 @@ def test_a_failed_final_save_keeps_the_previous_memory(digits, tmp_path, monkeyp
 
 def test_metrics_reach_an_accelerate_tracker(digits, tmp_path):
     train, _ = digits
-    Distiller(tiny(tmp_path, steps=2, report_to="tensorboard"), fresh_memory(train), train).train()
+    distill_memory(tiny(tmp_path, steps=2, report_to="tensorboard"), fresh_memory(train), train)
     events = list(tmp_path.rglob("events.out.tfevents.*"))
     assert events, sorted(str(p) for p in tmp_path.rglob("*"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

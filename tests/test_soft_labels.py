@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hf_rtp import AddressableMemory, AddressableMemoryConfig, Distiller
+from hf_rtp import AddressableMemory, AddressableMemoryConfig, Distiller, distill_memory
 from hf_rtp.configuration_memory import BudgetError, MemoryOptions
 from hf_rtp.data import load_image_dataset
 from hf_rtp.evaluate import EvalConfig, dataset_tensors, evaluate_memory, random_real, teacher_soft_labels, train_from_scratch
@@ -92,7 +92,7 @@ def test_meta_gradient_reaches_the_labels_exactly(addressing, compile):
     """The engine's gradient for bases, addressing and the label tables equals autograd through the whole unroll;
     leaving out the labels' term (or the labels' effect on the images' term) would fail it."""
     if compile:
-        from hf_rtp.unroll import compiler_available
+        from hf_rtp.host import compiler_available
 
         if not compiler_available("cpu"):
             pytest.skip("no C++ compiler for torch.compile")
@@ -113,7 +113,8 @@ def test_meta_gradient_reaches_the_labels_exactly(addressing, compile):
 
     outer = real_batch_loss(net.functional, torch.randn(12, 1, 8, 8, generator=g, dtype=torch.float64), torch.arange(12) % 3)
     params = list(memory.parameters())
-    engine = unroll(net.functional, init, step_data, params, outer, 6, lr=0.1, momentum=0.9, compile=compile)
+    engine = unroll(net.functional, init, step_data, params, outer, 6, lr=0.1, momentum=0.9, compile=compile,
+                    soft_targets=True)
     reference = unroll_reference(net.functional, init, step_data, params, outer, 6, lr=0.1, momentum=0.9)
     names = [name for name, _ in memory.named_parameters()]
     assert {"label_bases", "label_scale"} <= set(names)
@@ -161,17 +162,46 @@ def test_distiller_learns_the_labels_and_random_real_gets_teacher_labels(tmp_pat
     train, test = digits, load_image_dataset("digits", "test")
     memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=8, soft_labels=True)
     start = memory.label_bases.detach().clone()
-    memory = Distiller(tiny(tmp_path / "run", steps=4, label_lr=0.1, final_models=0), memory, train).train()
+    memory = distill_memory(tiny(tmp_path / "run", steps=4, label_lr=0.1, final_models=0), memory, train)
     assert not torch.equal(memory.label_bases.detach(), start)
     assert memory.config.distillation["label_lr"] == 0.1
-    # resume continues the same run (the labels' optimizer state included)
-    resumed = Distiller(tiny(tmp_path / "run", steps=6, label_lr=0.1, final_models=0, resume=True),
-                        AddressableMemory.for_dataset(train, ipc=1, num_bases=8, soft_labels=True), train)
-    resumed.prepare()
-    assert resumed.step == 4 and len(resumed.optimizer.param_groups) == 2
+    # resume continues the same run, the labels' own rate and optimizer state included: 4 steps then 2 more are
+    # bit for bit 6 steps at once
+    resumed = distill_memory(tiny(tmp_path / "run", steps=6, label_lr=0.1, final_models=0, resume=True),
+                             AddressableMemory.for_dataset(train, ipc=1, num_bases=8, soft_labels=True), train)
+    torch.manual_seed(0)
+    whole = distill_memory(tiny(tmp_path / "whole", steps=6, label_lr=0.1, final_models=0),
+                           AddressableMemory.for_dataset(train, ipc=1, num_bases=8, soft_labels=True), train)
+    assert resumed.config.distillation["outer_steps"] == 6
+    for name, value in whole.state_dict().items():  # the best-by-validation memories
+        assert torch.equal(resumed.state_dict()[name], value), name
+    def log(folder):  # every step's outer loss and gradient norm (step 6's follows from step 5's update), no clock
+        return [{k: v for k, v in json.loads(l).items() if k != "seconds"}
+                for l in (tmp_path / folder / "metrics.jsonl").read_text().splitlines()]
+
+    assert [l["step"] for l in log("run") if "loss" in l] == [1, 2, 3, 4, 5, 6] and log("run") == log("whole")
     record = evaluate_memory(memory, test, EvalConfig(models=1, epochs=2, width=8, teacher_epochs=1, teacher_width=8,
                                                       progress=False), train=train)
     assert "soft, from a ConvNet-8" in record["random_real_labels"] and record["random_real_images"] == 10
+
+
+def test_label_lr_is_the_rate_the_soft_labels_learn_at(tmp_path, digits):
+    """Adam moves each parameter by about its learning rate per step: with label_lr=1e-6 the label tables stay put
+    while the bases move at lr=0.05; without label_lr the labels move at lr too."""
+    def run(name, **settings):
+        torch.manual_seed(0)
+        memory = AddressableMemory.for_dataset(digits, ipc=1, num_bases=8, soft_labels=True)
+        start = {k: v.detach().clone() for k, v in memory.state_dict().items()}
+        memory = distill_memory(tiny(tmp_path / name, steps=2, eval_every=0, final_models=0, **settings), memory, digits)
+        return {k: float((v - start[k]).abs().max()) for k, v in memory.state_dict().items()}, memory
+
+    moved, memory = run("slow", label_lr=1e-6)
+    assert moved["bases"] > 0.02 and moved["addressing"] > 0.02
+    assert moved["label_bases"] < 1e-4 and moved["label_scale"] < 1e-4, moved
+    assert memory.config.distillation["label_lr"] == 1e-6
+    moved, memory = run("default")
+    assert moved["label_bases"] > 0.02 and moved["label_scale"] > 0.02, moved
+    assert memory.config.distillation["label_lr"] == 0.05  # lr, as the option's help says
 
 
 def test_teacher_labels_are_a_trained_networks_predictions(digits):

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Literal
 import torch
 from torch import nn
 
-from .data import ImageClassificationData, load_train_test
+from ..data import ImageClassificationData, load_train_test
 
 STREAMS = ("rotations", "permutations", "many", "split-cifar100")
 # stream -> (tasks, training images per task, default dataset); None: all images of the task's classes

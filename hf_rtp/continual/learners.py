@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
@@ -31,16 +32,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bank import MemoryBank
-from .configuration_memory import AddressableMemoryConfig, BudgetError
-from .continual import BUFFER_SAMPLES, Task, TaskStream, backward_transfer, retained_accuracy, task_accuracy
-from .data import ImageClassificationData
-from .evaluate import EvalConfig, dataset_tensors, train_from_scratch
-from .learners import create_learner
-from .modeling_memory import AddressableMemory
-from .unroll import InnerLoop
+from ..augment import parse_strategy
 
-METHODS = ("online", "replay", "ewc", "compress-then-recall")
+from ..bank import MemoryBank
+from ..configuration_memory import AddressableMemoryConfig, BudgetError
+from ..data import ImageClassificationData
+from ..evaluate import EvalConfig, train_from_scratch
+from ..initialization import init_from_real
+from ..learners import create_learner, learner_specs, seeded_learner
+from ..modeling_memory import AddressableMemory
+from ..objectives import TaskObjective
+from ..options import check_fields
+from ..outer_step import OuterStep, build_optimizer
+from ..unroll import InnerLoop
+from .streams import BUFFER_SAMPLES, Task, TaskStream, backward_transfer, retained_accuracy, task_accuracy
+
+MethodName = Literal["online", "replay", "ewc", "compress-then-recall"]
+METHODS: tuple[str, ...] = typing.get_args(MethodName)
 
 
 class BufferOverflow(RuntimeError):
@@ -51,52 +59,44 @@ class BufferOverflow(RuntimeError):
 class ContinualConfig:
     """A continual learner and its budget (the network is La-MAML's unless changed: an MLP of 2 x 100 units)."""
 
-    method: Literal["online", "replay", "ewc", "compress-then-recall"] = field(default="compress-then-recall", metadata={"help": "The learner: online fine-tuning, experience replay, online EWC, or compress-then-recall (the paper's)."})
+    method: MethodName = field(default="compress-then-recall", metadata={"help": "The learner: online fine-tuning, experience replay, online EWC, or compress-then-recall (the paper's)."})
     buffer_floats: int | None = field(default=None, metadata={"help": "The buffer, in floats (default: La-MAML's 200 images for rotations/permutations/split-cifar100, 500 for many)."})
     learner: str = field(default="mlp", metadata={"help": "The network: `mlp` (2 x 100 hidden units), `mlp-<hidden>`, or `convnet-<width>`."})
     lr: float = field(default=0.1, metadata={"help": "SGD learning rate of the baselines' network (one step per minibatch)."})
-    replay_batch: int = field(default=10, metadata={"help": "Replayed images trained with each minibatch (replay)."})
+    replay_batch: int = field(default=10, metadata={"min": 1, "help": "Replayed images trained with each minibatch (replay)."})
     ewc_lambda: float = field(default=100.0, metadata={"help": "Strength of the EWC penalty."})
-    memory_share: int | None = field(default=None, metadata={"help": "Compress-then-recall: each task's memory takes 1/memory_share of the buffer (default: the stream's number of tasks, the paper's 1/T)."})
-    num_bases: int | None = field(default=None, metadata={"help": "Compress-then-recall: bases K of each task's memory (default: the largest of 16, 8, 4, 2, 1 that takes at most 80% of it)."})
-    downsample: int | None = field(default=None, metadata={"help": "Compress-then-recall: bases stored at 1/downsample resolution (default: 2, or 1 for permuted pixels, which have no spatial smoothness for the bilinear upsampling to keep)."})
-    inner_steps: int = field(default=20, metadata={"help": "Compress-then-recall: inner SGD steps T of each unroll."})
+    memory_share: int | None = field(default=None, metadata={"min": 1, "help": "Compress-then-recall: each task's memory takes 1/memory_share of the buffer (default: the stream's number of tasks, the paper's 1/T)."})
+    num_bases: int | None = field(default=None, metadata={"min": 1, "help": "Compress-then-recall: bases K of each task's memory (default: the largest of 16, 8, 4, 2, 1 that takes at most 80% of it)."})
+    downsample: int | None = field(default=None, metadata={"min": 1, "help": "Compress-then-recall: bases stored at 1/downsample resolution (default: 2, or 1 for permuted pixels, which have no spatial smoothness for the bilinear upsampling to keep)."})
+    inner_steps: int = field(default=20, metadata={"min": 1, "help": "Compress-then-recall: inner SGD steps T of each unroll."})
     inner_lr: float = field(default=0.05, metadata={"help": "Compress-then-recall: inner learning rate."})
-    synthetic_per_class: int = field(default=4, metadata={"help": "Compress-then-recall: recalled images per class in each inner step."})
-    real_per_step: int = field(default=100, metadata={"help": "Compress-then-recall: real images of each outer loss (the minibatch plus buffered ones)."})
-    steps_per_batch: int = field(default=1, metadata={"help": "Compress-then-recall: outer steps on each arriving minibatch."})
-    final_steps: int = field(default=100, metadata={"help": "Compress-then-recall: outer steps on the buffered images at the task's end."})
+    synthetic_per_class: int = field(default=4, metadata={"min": 1, "help": "Compress-then-recall: recalled images per class in each inner step."})
+    real_per_step: int = field(default=100, metadata={"min": 1, "help": "Compress-then-recall: real images of each outer loss (the minibatch plus buffered ones)."})
+    steps_per_batch: int = field(default=1, metadata={"min": 0, "help": "Compress-then-recall: outer steps on each arriving minibatch."})
+    final_steps: int = field(default=100, metadata={"min": 0, "help": "Compress-then-recall: outer steps on the buffered images at the task's end."})
     outer_lr: float = field(default=0.01, metadata={"help": "Compress-then-recall: Adam learning rate of the memory."})
-    retrain_epochs: int = field(default=100, metadata={"help": "Compress-then-recall: epochs of the fresh network on everything recalled."})
+    clip_grad_norm: float | None = field(default=None, metadata={"help": "Compress-then-recall: clip each task memory's meta-gradient norm (None: no clipping)."})
+    augment: str | None = field(default=None, metadata={"help": "Compress-then-recall: differentiable augmentation drawn once per unroll (DSA ops joined by _, or cifar, dsa, digits; None for none)."})
+    soft_labels: bool = field(default=False, metadata={"help": "Compress-then-recall: each task memory learns a soft label for every recalled image (costs K*classes+1 of its floats)."})
+    retrain_epochs: int = field(default=100, metadata={"min": 1, "help": "Compress-then-recall: epochs of the fresh network on everything recalled."})
     retrain_lr: float = field(default=0.01, metadata={"help": "Compress-then-recall: its SGD (momentum 0.9) learning rate."})
-    retrain_batch: int = field(default=256, metadata={"help": "Compress-then-recall: its minibatch size."})
-    seed: int = field(default=0, metadata={"help": "Seed of the network inits, replay draws and unrolls."})
+    retrain_batch: int = field(default=256, metadata={"min": 1, "help": "Compress-then-recall: its minibatch size."})
+    seed: int = field(default=0, metadata={"min": 0, "help": "Seed of the network inits, replay draws and unrolls."})
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        check_fields(self)
         if self.buffer_floats is not None and self.buffer_floats < 1:
             raise ValueError(f"buffer_floats must be positive, got {self.buffer_floats}")
-        if self.memory_share is not None and self.memory_share < 1:
-            raise ValueError(f"memory_share must be >= 1, got {self.memory_share}")
-        for name in ("num_bases", "downsample"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}")
-        for name in ("replay_batch", "inner_steps", "synthetic_per_class", "real_per_step",
-                     "retrain_epochs", "retrain_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("steps_per_batch", "final_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "inner_lr", "outer_lr", "retrain_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ValueError(f"clip_grad_norm must be positive (None: no clipping), got {self.clip_grad_norm}")
         if self.ewc_lambda < 0:
             raise ValueError(f"ewc_lambda must be >= 0, got {self.ewc_lambda}")
-        if not (self.learner == "mlp" or self.learner.startswith(("mlp-", "convnet"))):
-            raise ValueError(f"learner must be mlp, mlp-<hidden> or convnet-<width> (a network with a functional "
-                             f"form, which compress-then-recall unrolls), got {self.learner!r}")
+        if not parse_strategy(self.augment):
+            self.augment = None
+        learner_specs(self.learner, unrolled=True)  # compress-then-recall unrolls it: it needs a functional form
 
     def memory_layout(self, stream: TaskStream, floats: int) -> tuple[int, int]:
         """(num_bases, downsample) of each task's memory of `floats` floats: as given, or the stream's default.
@@ -117,11 +117,9 @@ class ContinualConfig:
 
 
 def network(name: str, stream: TaskStream, seed: int) -> nn.Module:
-    """A fresh network for the stream's images and classes, initialised from `seed`."""
+    """A fresh network for the stream's images and classes, initialised from `seed` as every student is."""
     c, h, w = stream.image_shape
-    net = create_learner(name, c, stream.num_classes, (h, w))
-    net.reset_parameters(torch.Generator().manual_seed(seed))
-    return net
+    return seeded_learner(name, c, stream.num_classes, (h, w), seed)
 
 
 class ContinualMethod(ABC):
@@ -154,6 +152,10 @@ class ContinualMethod(ABC):
     @abstractmethod
     def classifier(self) -> nn.Module:
         """The network scored on every task (compress-then-recall trains a fresh one)."""
+
+    def report(self) -> dict[str, Any]:
+        """What the method adds to `run_stream`'s result (e.g. minutes per task)."""
+        return {}
 
 
 class Online(ContinualMethod):
@@ -264,43 +266,40 @@ class EWC(Online):
 
 
 class TaskDistiller:
-    """Distils one task's images into a memory of `floats` floats, for a network with `outputs` outputs (one per
-    class of the stream): each `step(real_x, real_y)` is one outer step, an unroll of `config.inner_steps` SGD steps
-    of a fresh network on the recall (eqn 2) and the exact meta-gradient of its loss on the real images (global
-    class ids). The memory starts from real images of every class (`init_from_real`)."""
+    """Distils one task's images into a memory of `floats` floats for a network with `outputs` outputs (one per class
+    of the stream, as `inner` has). Each `step(real_x, real_y)` is one step of the outer
+    loop (OuterStep: the main loop's recipe, with `config`'s clipping, augmentation and soft labels) of a TaskObjective:
+    an unroll of `config.inner_steps` SGD steps of a fresh network on the recall (eqn 2) and the exact meta-gradient
+    of its loss on the real images (global class ids). The memory starts from real images of every class."""
 
     def __init__(self, config: ContinualConfig, images: torch.Tensor, labels: torch.Tensor, classes: list[int],
                  class_names: list[str], floats: int, inner: InnerLoop, generator: torch.Generator,
-                 mean: list[float], std: list[float], layout: tuple[int, int] = (16, 2)):
-        self.config, self.classes, self.inner, self.generator = config, classes, inner, generator
+                 mean: list[float], std: list[float], outputs: int, layout: tuple[int, int] = (16, 2)):
+        self.config, self.generator, self.steps = config, generator, 0
         local = torch.full((max(classes) + 1,), -1, dtype=torch.long)
         local[torch.tensor(classes)] = torch.arange(len(classes))
         data = ImageClassificationData(images, local[labels], list(class_names), mean, std, split="buffer")
         ipc = floats / (len(classes) * math.prod(images.shape[1:]))
         try:
-            self.memory = AddressableMemory.for_dataset(data, ipc=ipc, num_bases=layout[0], downsample=layout[1])
+            memory = AddressableMemory.for_dataset(data, ipc=ipc, num_bases=layout[0], downsample=layout[1],
+                                                   soft_labels=config.soft_labels)
         except BudgetError as error:
             raise BudgetError(f"a task's share of the buffer ({floats} floats) holds no memory of {layout[0]} "
                               f"bases: {error}") from error
-        self.memory.init_from_real(data, generator)
-        self.memory.train()
-        self.optimizer = torch.optim.Adam(self.memory.parameters(), lr=config.outer_lr)
-        self.addressed = _GlobalLabels(self.memory, classes)
+        init_from_real(memory, data, generator)
+        self.objective = TaskObjective(memory.train(), classes, outputs)
+        self.outer = OuterStep(self.objective, [inner], build_optimizer(memory, "adam", config.outer_lr),
+                               config.synthetic_per_class, augment=config.augment, clip_grad_norm=config.clip_grad_norm)
+
+    @property
+    def memory(self) -> AddressableMemory:
+        return self.objective.memory
 
     def step(self, real_x: torch.Tensor, real_y: torch.Tensor) -> float:
-        cfg, memory = self.config, self.memory
-        n, r = memory.config.num_classes, memory.config.images_per_query
-        s = min(cfg.synthetic_per_class, r)
-        picks = torch.stack([torch.rand(n, r, generator=self.generator).argsort(1)[:, :s] for _ in range(cfg.inner_steps)])
-        # the inner network has one output per class of the stream: it trains on the memory's class i as global
-        # class classes[i], the label the real images carry
-        result = self.inner.unroll_memory(self.addressed, torch.tensor(self.classes), picks, real_x, real_y,
-                                          self.inner.init_params(self.generator))
-        self.optimizer.zero_grad(set_to_none=True)
-        for p, g in zip(memory.parameters(), result.grads):
-            p.grad = g
-        self.optimizer.step()
-        return result.loss
+        self.objective.feed(real_x, real_y)
+        metrics = self.outer([(self.generator, self.steps)], self.config.inner_steps)
+        self.steps += 1
+        return metrics["loss"]
 
     def finish(self) -> AddressableMemory:
         self.memory.check_finite()
@@ -346,6 +345,7 @@ class CompressThenRecall(ContinualMethod):
         self.minutes: list[float] = []
         self.reservoir: ClassBalancedBuffer | None = None
         self.distiller: TaskDistiller | None = None
+        self.recalls: list[TaskObjective] = []  # each finished task memory, addressed by the stream's class ids
 
     def begin_task(self, task):
         self.started = time.perf_counter()
@@ -363,7 +363,8 @@ class CompressThenRecall(ContinualMethod):
             train = self.task.train
             self.distiller = TaskDistiller(self.config, pool_x, pool_y, self.task.classes,
                                            [self.stream.class_names[c] for c in self.task.classes], self.memory_floats,
-                                           self.inner, self.generator, train.mean, train.std, self.layout)
+                                           self.inner, self.generator, train.mean, train.std, self.stream.num_classes,
+                                           self.layout)
         for _ in range(self.config.steps_per_batch):
             old_x, old_y = self.reservoir.draw(max(0, self.config.real_per_step - len(images)))
             self.distiller.step(torch.cat([images, old_x]), torch.cat([labels, old_y]))
@@ -377,6 +378,7 @@ class CompressThenRecall(ContinualMethod):
         for _ in range(self.config.final_steps):
             self.distiller.step(*self.reservoir.draw(self.config.real_per_step))
         self.bank.add(task.name, self.distiller.finish())
+        self.recalls.append(self.distiller.objective)
         self.reservoir = None  # the raw images are dropped; the memory keeps the task
         self.distiller = None
         self.minutes.append((time.perf_counter() - self.started) / 60)
@@ -386,32 +388,18 @@ class CompressThenRecall(ContinualMethod):
         return self.bank.storage_floats() + held
 
     def recalled(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Everything the bank recalls, with global class ids."""
-        data = self.bank.recall()
-        ids = torch.tensor([self.stream.class_names.index(name) for name in data.features["label"].names])
-        images, labels = dataset_tensors(data.remove_columns([c for c in ("soft_label",) if c in data.column_names]))
-        return images, ids[labels]
+        """Everything the bank recalls, with targets over the stream's classes (global ids, or soft labels)."""
+        parts = [task.training_set() for task in self.recalls]
+        return torch.cat([images for images, _ in parts]).float(), torch.cat([targets for _, targets in parts])
+
+    def report(self) -> dict[str, Any]:
+        return {"minutes_per_task": self.minutes,
+                "memory_floats": [m.config.storage_floats() for m in self.bank.memories.values()],
+                "recalled_images": sum(m.config.num_classes * m.config.images_per_query for m in self.bank.memories.values())}
 
     def classifier(self):
         images, labels = self.recalled()
         return retrain(self.config, images, labels, self.stream.num_classes, self.config.seed)
-
-
-class _GlobalLabels:
-    """A task's memory as the stream-wide inner network sees it: addressed by global class ids (the network has
-    one output per class of the stream), recalling the memory's own class for each. The unroll uses only the
-    config, the parameters and `images_for_labels`."""
-
-    def __init__(self, memory: AddressableMemory, classes: list[int]):
-        self.memory, self.config = memory, memory.config
-        self.local = torch.full((max(classes) + 1,), -1, dtype=torch.long)
-        self.local[torch.tensor(classes)] = torch.arange(len(classes))
-
-    def parameters(self):
-        return self.memory.parameters()
-
-    def images_for_labels(self, labels: torch.Tensor, image_indices: torch.Tensor) -> torch.Tensor:
-        return self.memory.images_for_labels(self.local[labels], image_indices)
 
 
 class ClassBalancedBuffer(Reservoir):
@@ -435,10 +423,14 @@ class ClassBalancedBuffer(Reservoir):
         return self.images[: len(self)], self.labels[: len(self)]
 
 
+# One learner per method name (METHODS, the ContinualConfig.method choices).
+LEARNERS: dict[str, Callable[..., ContinualMethod]] = {
+    "online": Online, "replay": Replay, "ewc": EWC, "compress-then-recall": CompressThenRecall}
+assert tuple(LEARNERS) == METHODS
+
+
 def make_method(config: ContinualConfig, stream: TaskStream) -> ContinualMethod:
-    kinds: dict[str, Callable[..., ContinualMethod]] = {
-        "online": Online, "replay": Replay, "ewc": EWC, "compress-then-recall": CompressThenRecall}
-    return kinds[config.method](config, stream, config.buffer_for(stream))
+    return LEARNERS[config.method](config, stream, config.buffer_for(stream))
 
 
 def run_stream(method: ContinualMethod, stream: TaskStream, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -476,9 +468,5 @@ def run_stream(method: ContinualMethod, stream: TaskStream, progress: Callable[[
     if method.bti_applies:
         result["just_learned"] = just_learned
         result["backward_transfer"] = backward_transfer(final, just_learned)
-    if isinstance(method, CompressThenRecall):
-        result["minutes_per_task"] = method.minutes
-        result["memory_floats"] = [m.config.storage_floats() for m in method.bank.memories.values()]
-        result["recalled_images"] = sum(m.config.num_classes * m.config.images_per_query
-                                        for m in method.bank.memories.values())
+    result.update(method.report())
     return result

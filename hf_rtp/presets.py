@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 # Preset values that depend on the storage budget (--ipc), over the dataset's preset. The paper picks K on the
 # validation split for each budget (sec 5.1); so do these: at MNIST IPC 10, K=128 validated at 91.95% against K=64's
-# 89.65% after 5 CPU-minutes each (bench/results/mnist_tuning.json), and every IPC 10 row in the README uses it.
+# 89.65% after 5 CPU-minutes each (bench/results/mnist_tuning.json), and every IPC 10 row in docs/results.md uses it.
 PRESETS_BY_IPC: dict[str, dict[float, dict[str, Any]]] = {
     MNIST: {10: dict(num_bases=128)},
 }

@@ -1,0 +1,43 @@
+"""Continual learning (sec 5.2): task streams (`streams`) and the learners compared on them (`learners`), among
+them compress-then-recall, the paper's method, which distils each task into a memory with the main outer loop."""
+
+from .learners import (
+    EWC,
+    LEARNERS,
+    METHODS,
+    BufferOverflow,
+    ClassBalancedBuffer,
+    CompressThenRecall,
+    ContinualConfig,
+    ContinualMethod,
+    Online,
+    Replay,
+    Reservoir,
+    TaskDistiller,
+    inner_loop,
+    make_method,
+    network,
+    retrain,
+    run_stream,
+)
+from .streams import (
+    BUFFER_SAMPLES,
+    STREAM_DEFAULTS,
+    STREAMS,
+    Permutation,
+    Rotation,
+    StreamConfig,
+    Task,
+    TaskStream,
+    backward_transfer,
+    build_stream,
+    retained_accuracy,
+    task_accuracy,
+)
+
+__all__ = [
+    "BUFFER_SAMPLES", "BufferOverflow", "ClassBalancedBuffer", "CompressThenRecall", "ContinualConfig", "ContinualMethod",
+    "EWC", "LEARNERS", "METHODS", "Online", "Permutation", "Replay", "Reservoir", "Rotation", "STREAMS", "STREAM_DEFAULTS",
+    "StreamConfig", "Task", "TaskDistiller", "TaskStream", "backward_transfer", "build_stream", "inner_loop", "make_method",
+    "network", "retained_accuracy", "retrain", "run_stream", "task_accuracy",
+]

@@ -1,0 +1,76 @@
+"""How a new memory starts from real images instead of random tables (DistillConfig.init="real").
+
+Random tables (Xavier, the paper's start) recall noise; a start from real images makes the first outer steps count
+(chosen on the validation split, see docs/distillation.md). Kept apart from the model: the memory holds
+parameters and recalls, this decides where its parameters start.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .data import ImageClassificationData
+from .modeling_memory import AddressableMemory
+
+
+@torch.no_grad()
+def init_from_real(memory: AddressableMemory, data: ImageClassificationData, generator: torch.Generator,
+                   basis_per_class: int = 100) -> None:
+    """Start from real images at the data's scale instead of random tables (label-addressed memories).
+
+    one_hot: each base is a real image of its class, downsampled. learned: the K bases are the top right-singular
+    vectors of `basis_per_class` downsampled real images per class (the K-dimensional subspace that holds them
+    best), and A_i[c] holds the coordinates of a real image of class c in it, so recall(c, i) starts as that
+    image seen through the bases (eqn 2). Bases and coordinates are rescaled against each other so both have
+    the same RMS, the balance the random init has. An image-addressed memory has no class to address: its bases
+    span real images the same way (at unit RMS) and its addressing keeps its random start."""
+    config = memory.config
+    if config.query_dim != config.num_classes and not config.addressed_by_images:
+        raise ValueError("init_from_real needs a memory addressed by class labels or images, not raw queries")
+    memory.check_data(data)
+    n, r, k, ds = config.num_classes, config.images_per_query, config.num_bases, config.downsample
+
+    def small(images: torch.Tensor) -> torch.Tensor:
+        images = images.to(memory.bases.device, torch.float64)
+        return F.avg_pool2d(images, ds) if ds > 1 else images
+
+    def per_class(count: int) -> torch.Tensor:  # (n, count, C, h, w), repeating a class's images if it has fewer
+        chosen = []
+        for c in range(n):
+            x, _ = data.sample([c], count, generator)
+            chosen.append(x[torch.arange(count) % len(x)])
+        return small(torch.cat(chosen)).view(n, count, *config.base_shape)
+
+    if memory.addressing is None:
+        memory.bases.copy_(per_class(r).flatten(0, 1))
+        return
+    pool = per_class(max(basis_per_class, r)).flatten(0, 1).flatten(1)  # (n * count, d')
+    _, _, vh = torch.linalg.svd(pool, full_matrices=False)
+    bases = torch.zeros(k, pool.shape[1], dtype=pool.dtype, device=pool.device)
+    bases[: min(k, len(vh))] = vh[:k]
+    if config.addressed_by_images:  # no class to address: the bases span real images, the addressing stays random
+        memory.bases.copy_((bases * bases.numel() ** 0.5 / bases.norm()).view_as(memory.bases))  # unit RMS
+        real, _ = data.sample(range(n), max(1, basis_per_class // 4), generator)
+        standardize_queries(memory, real)
+        return
+    targets = per_class(r).flatten(2)  # (n, r, d'): the images A_i[c] starts from
+    coordinates = targets @ bases.T  # (n, r, K)
+    scale = (coordinates.pow(2).mean().sqrt() / bases.pow(2).mean().sqrt().clamp_min(1e-12)).sqrt()
+    memory.bases.copy_((bases * scale).view_as(memory.bases))
+    memory.addressing.copy_((coordinates / scale).transpose(0, 1))
+
+
+@torch.no_grad()
+def standardize_queries(memory: AddressableMemory, real: torch.Tensor) -> None:
+    """Rescale and shift the query head's projection so the queries of `real` images have mean 0 and std 1 in
+    every dimension. A fresh encoder's pooled features share a large common part (after ReLU and pooling every
+    image's features are positive): without this, every image queries nearly the same point and every class
+    recalls nearly the same images, and the inner network has nothing to tell apart (5-way episodes stay at
+    chance). The head stays a plain linear map: the query still depends on its own image alone."""
+    head = memory.query_head
+    features = torch.cat([head.encoder(x.to(memory.bases.device, memory.bases.dtype)) for x in real.split(256)])
+    mean = features.mean(0)
+    spread = ((features - mean) @ head.projection.weight.T).std(0).clamp_min(1e-8)
+    head.projection.weight.div_(spread[:, None])
+    head.projection.bias.copy_(-(head.projection.weight @ mean))

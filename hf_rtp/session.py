@@ -1,0 +1,127 @@
+"""A distillation run's session with its directory: the lock, starting afresh or resuming, checkpoints, metrics and
+trackers, seen from one process of the run (only the main process writes; the others wait for it).
+
+The Distiller keeps the loop; this keeps the run's bookkeeping, so that resuming, refusing a second live run and
+refusing to mix two runs in one folder have one home.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, fields
+from typing import Any
+
+import torch
+
+from .configuration_memory import MemoryOptions
+from .data import ImageClassificationData
+from .modeling_memory import AddressableMemory
+from .options import fields_with
+from .run_dir import Checkpoint, RunDirectory
+
+
+def run_settings(config: Any, memory: AddressableMemory, train: ImageClassificationData) -> dict[str, dict[str, Any]]:
+    """Every option of a run, as `settings.json` records it: how the data was loaded, how the memory was sized,
+    the DistillConfig, and a fingerprint of the data. `hf-rtp distill --resume` rebuilds the run from it."""
+    return {"data": dict(train.source or {"dataset": train.name}), "memory": asdict(MemoryOptions.of(memory.config)),
+            "distill": asdict(config), "fingerprint": train.fingerprint()}
+
+
+class RunSession:
+    """`config.output_dir` (a DistillConfig's) as one run's home: `with session:` holds its lock (re-entrant), `start()` resumes or
+    starts afresh, `log`/`save_checkpoint` write, `end()` closes the trackers."""
+
+    def __init__(self, config: Any, settings: dict[str, dict[str, Any]], accelerator):
+        self.config, self.settings, self.accelerator = config, settings, accelerator
+        self.run = RunDirectory(config.output_dir)
+        self.main = accelerator.is_main_process
+        self._depth = 0
+
+    # ---- the lock ---------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "RunSession":
+        if self.main and self._depth == 0:
+            self.run.acquire()  # refuses a second live run here; takes over the lock of a killed one
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._depth -= 1
+        if self.main and self._depth == 0:
+            self.run.release()
+
+    # ---- starting or resuming ---------------------------------------------------------------------------------
+
+    def check_resumable(self, saved: dict[str, dict[str, Any]]) -> None:
+        """A resume must continue the same computation: same memory layout, same settings but the resumable ones."""
+        where = str(self.run.path)
+        # a run started before output_norm existed recalled as the paper does
+        saved_memory = {"output_norm": "none", "soft_labels": False, **saved["memory"]}
+        if saved_memory != self.settings["memory"]:
+            raise ValueError(f"{where} holds a different memory layout ({saved_memory} vs {self.settings['memory']}); "
+                             f"resume with the options of the run that wrote it, or start afresh in another output_dir")
+        resumable = fields_with(type(self.config), "resumable")
+        changed = [f.name for f in fields(self.config)
+                   if f.name not in resumable and saved["distill"].get(f.name) != getattr(self.config, f.name)]
+        if changed:
+            raise ValueError(f"resuming {where} with different settings would not continue the same run: {changed}")
+        then, now = saved.get("fingerprint"), self.settings["fingerprint"]
+        if then is not None and then != now:
+            differs = [k for k in now if then.get(k) != now[k]]
+            raise ValueError(f"{where} was distilled from other data ({', '.join(f'{k}: {then.get(k)} then, {now[k]} now' for k in differs)}): "
+                             f"resume it on the data it started with, or start afresh in another output_dir")
+
+    def start(self, device: torch.device | str) -> Checkpoint | None:
+        """With `resume`: check the run may continue and return its latest checkpoint (None, with a warning, when
+        it stopped before its first). Else: refuse to mix with an earlier run (unless told to overwrite), record
+        the settings, return None. Starts the trackers."""
+        checkpoint = None
+        if self.config.resume:
+            saved = self.run.read_settings()
+            if saved is None and not self.run.checkpoints():
+                raise FileNotFoundError(f"nothing to resume in {self.run.path}: no run was started there "
+                                        f"(start one without --resume)")
+            if saved is not None:
+                self.check_resumable(saved)
+            checkpoint = self.run.load_checkpoint(device)
+            if checkpoint is None and self.main:
+                warnings.warn(f"{self.run.path} has no checkpoint yet (the run stopped before its first one): resuming "
+                              f"from step 0", stacklevel=3)
+        if self.main:
+            if checkpoint is not None:
+                self.run.trim_metrics(checkpoint.state["step"])
+            else:
+                self.run.clear(overwrite=self.config.overwrite_output_dir)
+                self.run.write_settings(self.settings)
+            if self.config.report_to != "none":
+                flat = {f"{section}.{k}": v for section, values in self.settings.items() for k, v in values.items()}
+                self.accelerator.init_trackers(self.run.path.name, config={k: v for k, v in flat.items()
+                                                                           if isinstance(v, (int, float, str, bool))})
+        return checkpoint
+
+    # ---- writing ----------------------------------------------------------------------------------------------
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        if self.main:
+            self.run.log(metrics)
+            if self.config.report_to != "none":
+                self.accelerator.log({k: v for k, v in metrics.items() if k != "step" and not isinstance(v, bool)},
+                                     step=metrics["step"])
+
+    def save_checkpoint(self, step: int, memory: dict[str, torch.Tensor], optimizer: dict[str, Any],
+                        best: dict[str, torch.Tensor] | None, state: dict[str, Any]) -> None:
+        """Written by the main process (atomically, see RunDirectory); every process waits for it."""
+        if self.main:
+            self.run.save_checkpoint(step, memory, optimizer, best, state, keep=self.config.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+
+    def divergence(self, step: int, what: str) -> str:
+        """What to tell a user whose run diverged at `step`, and what to do about it."""
+        cfg, latest = self.config, self.run.latest()
+        return (f"step {step}: {what}. Nothing of this step was applied or saved. Likely cause: a learning rate too large "
+                f"(lr={cfg.lr} with {cfg.optimizer}, inner_lr={cfg.inner_lr}), or non-finite data. --resume "
+                f"continues from {'the last good checkpoint, ' + latest.name if latest else 'the start (no checkpoint yet)'}.")
+
+    def end(self) -> None:
+        if self.main and self.config.report_to != "none":
+            self.accelerator.end_training()
