@@ -142,6 +142,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_recall(args: argparse.Namespace) -> None:
+    from .hub import write_pictures
+
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--output {out} is an existing file; give a folder")
@@ -168,7 +170,7 @@ def run_recall(args: argparse.Namespace) -> None:
         dataset.to_parquet(out / "recalled.parquet")
     else:
         dataset.save_to_disk(str(out))
-    memory.save_pictures(out, classes=args.classes if shots is None else None)
+    write_pictures(memory, out, classes=args.classes if shots is None else None)
     print(f"recalled {len(dataset)} images of {len(set(dataset['label']))} classes to {out}")
 
 

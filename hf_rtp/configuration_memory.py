@@ -105,11 +105,11 @@ class AddressableMemoryConfig(PretrainedConfig):
     """(C, H, W) of a recalled image, i.e. of the dataset's images."""
     class_names: list[str] = field(default_factory=lambda: [str(i) for i in range(10)])
     """One name per class; label i of a query is class_names[i]."""
-    num_bases: int = 16
+    num_bases: int = MemoryOptions.num_bases
     """K: number of shared bases (memories)."""
     images_per_query: int = 1
     """r: number of addressing matrices A_i, i.e. images recalled per query."""
-    downsample: int = 2
+    downsample: int = MemoryOptions.downsample
     """ds: bases are stored at (H/ds, W/ds) and upsampled bilinearly; 1 stores full resolution."""
     query_dim: int | None = None
     """d_y: length of a query vector; defaults to the number of classes (one-hot labels)."""
@@ -282,10 +282,10 @@ class AddressableMemoryConfig(PretrainedConfig):
         cls,
         image_shape: Sequence[int],
         class_names: Sequence[str],
-        ipc: float = 1,
-        num_bases: int = 16,
-        downsample: int = 2,
-        addressing: str = "learned",
+        ipc: float = MemoryOptions.ipc,
+        num_bases: int = MemoryOptions.num_bases,
+        downsample: int = MemoryOptions.downsample,
+        addressing: str = MemoryOptions.addressing,
         **kwargs: Any,
     ) -> "AddressableMemoryConfig":
         """The largest memory that fits a budget of `ipc` images per class (eqn 4).

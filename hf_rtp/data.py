@@ -158,6 +158,14 @@ class PixelSpace:
         std = torch.tensor(self.std, dtype=pixels.dtype, device=pixels.device).view(shape)
         return (pixels - mean) / std
 
+    def preprocess(self, images: Any, image_shape: Sequence[int]) -> torch.Tensor:
+        """Real images of `image_shape` (PIL images, uint8 arrays or tensors, (N, H, W[, C]) or (N, C, H, W), or
+        [0, 1] float tensors) -> this pixel space."""
+        pixels = as_pixels(images, image_shape[0])
+        if tuple(pixels.shape[1:]) != tuple(image_shape):
+            raise ValueError(f"images are {tuple(pixels.shape[1:])} but this memory's are {tuple(image_shape)}")
+        return self.apply(pixels)
+
     def to_viewable(self, images: torch.Tensor, stretch: bool = False) -> torch.Tensor:
         """Images of this space -> [0, 1] pixels. ZCA-whitened images lost their per-image mean and norm, so they
         are always stretched per image; with `stretch`, normalised ones are too (distilled images often use only a
@@ -604,3 +612,30 @@ class DataConfig:
             train, test = train.with_classes(self.class_list()), test.with_classes(self.class_list())
         source = asdict(self)
         return replace(train, source=source), replace(test, source=source)
+
+
+def load_split(dataset: str | None, split: str | None, space: PixelSpace, **kwargs: Any) -> "ImageClassificationData":
+    """A split of `dataset` (default: its test split) in pixel space `space` (a memory's: its normalisation or ZCA)."""
+    if not dataset:
+        raise ValueError("this memory does not record its dataset: pass dataset=")
+    spec = spec_for(dataset)
+    split = split or (spec.test_split if spec is not None else "test")
+    return load_image_dataset(dataset, split, mean=space.mean, std=space.std, zca=space.zca, **kwargs)
+
+
+def check_matches(data: "ImageClassificationData", image_shape: Sequence[int], class_names: Sequence[str],
+                  space: PixelSpace) -> None:
+    """Refuse `data` whose images, classes or pixel space differ from a memory's, naming what differs."""
+    problems = []
+    if tuple(data.image_shape) != tuple(image_shape):
+        c, d = image_shape[0], data.image_shape[0]
+        kind = {1: "grayscale", 3: "RGB"}
+        what = f" ({kind.get(d, d)} images for a {kind.get(c, c)} memory)" if c != d else ""
+        problems.append(f"images {tuple(data.image_shape)} vs the memory's {tuple(image_shape)}{what}")
+    elif list(data.class_names) != list(class_names):
+        problems.append(f"classes {data.class_names[:4]}... vs the memory's {list(class_names)[:4]}...")
+    else:
+        problems += data.space.differences(space)
+    if problems:
+        raise ValueError(f"{data.name or 'the data'} does not match this memory: " + "; ".join(problems) +
+                         " (AddressableMemory.for_dataset(data, ...) builds a matching memory)")

@@ -24,27 +24,27 @@ from .augment import batch_augmenter
 from .data import ImageClassificationData
 from .learners import ConvNet, Resized, create_learner, seeded_learner
 from .modeling_memory import AddressableMemory
-from .options import flags
+from .options import fields_with, flags
 
 
 @dataclass
 class EvalConfig:
-    models: int = field(default=10, metadata={"help": "Fresh networks trained per evaluation (the paper uses 20, the authors' code 10)."})
-    epochs: int = field(default=300, metadata={"help": 'Training epochs over the evaluated set.'})
-    optimizer: Literal["sgd", "adamw"] = field(default="sgd", metadata={"help": "`sgd` (the RTP protocol) or `adamw` (what from-scratch ViTs need)."})
-    lr: float = field(default=0.01, metadata={"help": 'Peak learning rate.'})
-    momentum: float = field(default=0.9, metadata={"help": 'SGD momentum (ignored by AdamW).'})
-    weight_decay: float = field(default=0.0, metadata={"help": 'Weight decay (0 in the RTP protocol; DC/DSA use 5e-4 with SGD).'})
-    schedule: Literal["constant", "cosine"] = field(default="constant", metadata={"help": "Learning-rate schedule after warm-up: `constant` (the RTP protocol) or `cosine` (to 0)."})
-    warmup_epochs: int = field(default=0, metadata={"help": 'Linear learning-rate warm-up over this many epochs.'})
-    standardize: bool = field(default=False, metadata={"help": "Rescale the training images per channel to zero mean and unit std over the set, the scale the normalised test data has. Distilled images can drift to any contrast because the ConvNet's instance norm ignores it; students without that invariance (BatchNorm ResNets, ViTs) need it back."})
-    input_size: int | None = field(default=None, metadata={"help": "Bilinearly resize images to this many pixels a side before the network, in training and testing (e.g. 128 for a stride-32 ResNet on 28 px images); None keeps them."})
-    batch_size: int = field(default=640, metadata={"help": 'Training minibatch size (the whole set when smaller).'})
-    learner: str = field(default="convnet", metadata={"help": '`convnet`, `convnet-<width>`, `mlp`, `vit` (the small ViT the unroll can also train), or a timm model name for cross-architecture evaluation.'})
-    learner_kwargs: dict = field(default_factory=dict, metadata={"help": "Extra timm.create_model arguments for a timm learner, e.g. {\"patch_size\": 4} for a ViT on 28x28 images."})
-    width: int = field(default=128, metadata={"help": 'ConvNet width.'})
-    seed: int = field(default=0, metadata={"help": 'Seed of network inits and minibatch order: model i uses seed + i.'})
-    augment: str | None = field(default=None, metadata={"help": "DSA augmentation with per-image parameters on every training batch (e.g. flip_rotate, dsa); None for none."})
+    models: int = field(default=10, metadata={"protocol": True, "help": "Fresh networks trained per evaluation (the paper uses 20, the authors' code 10)."})
+    epochs: int = field(default=300, metadata={"protocol": True, "help": 'Training epochs over the evaluated set.'})
+    optimizer: Literal["sgd", "adamw"] = field(default="sgd", metadata={"protocol": True, "help": "`sgd` (the RTP protocol) or `adamw` (what from-scratch ViTs need)."})
+    lr: float = field(default=0.01, metadata={"protocol": True, "help": 'Peak learning rate.'})
+    momentum: float = field(default=0.9, metadata={"protocol": True, "help": 'SGD momentum (ignored by AdamW).'})
+    weight_decay: float = field(default=0.0, metadata={"protocol": True, "help": 'Weight decay (0 in the RTP protocol; DC/DSA use 5e-4 with SGD).'})
+    schedule: Literal["constant", "cosine"] = field(default="constant", metadata={"protocol": True, "help": "Learning-rate schedule after warm-up: `constant` (the RTP protocol) or `cosine` (to 0)."})
+    warmup_epochs: int = field(default=0, metadata={"protocol": True, "help": 'Linear learning-rate warm-up over this many epochs.'})
+    standardize: bool = field(default=False, metadata={"protocol": True, "help": "Rescale the training images per channel to zero mean and unit std over the set, the scale the normalised test data has. Distilled images can drift to any contrast because the ConvNet's instance norm ignores it; students without that invariance (BatchNorm ResNets, ViTs) need it back."})
+    input_size: int | None = field(default=None, metadata={"protocol": True, "help": "Bilinearly resize images to this many pixels a side before the network, in training and testing (e.g. 128 for a stride-32 ResNet on 28 px images); None keeps them."})
+    batch_size: int = field(default=640, metadata={"protocol": True, "help": 'Training minibatch size (the whole set when smaller).'})
+    learner: str = field(default="convnet", metadata={"protocol": True, "help": '`convnet`, `convnet-<width>`, `mlp`, `vit` (the small ViT the unroll can also train), or a timm model name for cross-architecture evaluation.'})
+    learner_kwargs: dict = field(default_factory=dict, metadata={"protocol": True, "help": "Extra timm.create_model arguments for a timm learner, e.g. {\"patch_size\": 4} for a ViT on 28x28 images."})
+    width: int = field(default=128, metadata={"protocol": True, "help": 'ConvNet width.'})
+    seed: int = field(default=0, metadata={"protocol": True, "help": 'Seed of network inits and minibatch order: model i uses seed + i.'})
+    augment: str | None = field(default=None, metadata={"protocol": True, "help": "DSA augmentation with per-image parameters on every training batch (e.g. flip_rotate, dsa); None for none."})
     micro_batch: int | None = field(default=None, metadata={"help": "Accumulate each ConvNet minibatch's gradient over micro-batches of this size: the same update, less cache pressure (faster on a CPU, e.g. 64)."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the training networks (about 1.5x faster on CPU; compiled once per shape and reused across models)."})
     teacher_epochs: int = field(default=1, metadata={"help": "For a memory with learned soft labels: epochs of the teacher ConvNet trained on the full training split, whose predictions label the random real images (so both rows train on soft labels)."})
@@ -256,9 +256,9 @@ def teacher_soft_labels(
         return net(images.to(device)).softmax(-1).float().cpu()
 
 
-# Fields that decide the numbers (what `hf-rtp evaluate` needs to repeat them); the rest only change speed or output.
-PROTOCOL_FIELDS = ("models", "epochs", "optimizer", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
-                   "standardize", "input_size", "batch_size", "learner", "learner_kwargs", "width", "seed", "augment")
+# Fields that decide the numbers (what `hf-rtp evaluate` needs to repeat them), from the fields' "protocol" role; the
+# rest only change speed or output.
+PROTOCOL_FIELDS = fields_with(EvalConfig, "protocol")
 
 
 def evaluate_memory(

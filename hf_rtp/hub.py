@@ -12,13 +12,14 @@ import os
 import shlex
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, ModelCard, ModelCardData
 
 from .configuration_memory import AddressableMemoryConfig, soft_label_floats
 from .data import ALIASES, DIGITS, KNOWN_DATASETS, spec_for
+from .recalled_dataset import class_ids
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -329,3 +330,25 @@ def push_recalled_dataset(dataset, config: AddressableMemoryConfig, repo_id: str
     card = dataset_card(config, memory_repo_id, data)
     card.push_to_hub(repo_id, token=token, commit_message="Dataset card: recalled from an addressable memory")
     return repo_id
+
+
+@torch.no_grad()
+def write_pictures(memory, folder: str | Path, classes: Sequence[int | str] | None = None, per_class: int = 10) -> list[Path]:
+    """What a saved memory shows next to its card: recalled.png (up to 20 classes, `per_class` images each,
+    contrast-stretched so a person sees them), bases.png, and with learned addressing by labels
+    class_similarity.png. `memory` is an AddressableMemory (this module sits below the model)."""
+    from . import viz
+
+    folder, config = Path(folder), memory.config
+    if config.addressed_by_images:  # nothing to recall without query images: the bases alone
+        return [viz.save_bases(memory.bases[:32], folder / "bases.png", total=config.num_bases)]
+    ids = class_ids(config.class_names, classes)[:20]
+    m = min(per_class, config.images_per_query)
+    images = memory(labels=torch.tensor(ids, device=memory.device), image_indices=torch.arange(m)).images.float()
+    viewable = memory.to_viewable(images, stretch=True).cpu().view(len(ids), m, *images.shape[1:])
+    title = f"recalled images ({m} of r={config.images_per_query} per class, each stretched to full contrast)"
+    paths = [viz.save_image_grid(viewable, [config.class_names[i] for i in ids], folder / "recalled.png", title)]
+    paths.append(viz.save_bases(memory.bases[:32], folder / "bases.png", total=config.num_bases))
+    if memory.addressing is not None and config.query_dim == config.num_classes:
+        paths.append(viz.save_class_similarity(memory.addressing, config.class_names, folder / "class_similarity.png"))
+    return paths

@@ -9,19 +9,19 @@ from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import datasets
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 
-from . import hub, viz
-from .configuration_memory import AddressableMemoryConfig
-from .data import ZCA, ImageClassificationData, PixelSpace, as_pixels, load_image_dataset, spec_for
+from . import hub
+from . import queries as checks
+from .configuration_memory import AddressableMemoryConfig, MemoryOptions
+from .data import ZCA, ImageClassificationData, PixelSpace, check_matches, load_split
 from .hub import CheckpointError
 from .query_head import QueryHead
-from .recalled_dataset import class_ids, recalled_dataset, to_uint8_hwc
+from .recalled_dataset import recall_by_images, recall_by_labels, recall_by_queries
 
 __all__ = ["AddressableMemory", "CheckpointError", "MemoryOutput"]
 
@@ -100,44 +100,15 @@ class AddressableMemory(PreTrainedModel):
 
     # ---- addressing -------------------------------------------------------------------------------------
 
+    # What may address the memory, checked (queries.py): class ids, query vectors, query images, image indices.
     def check_labels(self, labels: torch.Tensor, addressed: bool = True) -> torch.Tensor:
-        """Class ids as a 1-D integer tensor in range; `addressed`: they will address the memory (so it must be
-        addressed by labels), rather than only name the class of a query."""
-        labels = torch.as_tensor(labels, device=self.bases.device)
-        if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.dim() != 1:
-            raise ValueError(f"labels must be a 1-D integer tensor of class ids, got {labels.dtype} {tuple(labels.shape)}")
-        n = self.config.num_classes
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n):
-            raise ValueError(f"labels must lie in [0, {n}) for classes {self.config.class_names}, got {labels.tolist()}")
-        if addressed and self.config.addressed_by_images:
-            raise ValueError("this memory is addressed by images (it has a query head), not class labels; pass images= "
-                             "(or queries=)")
-        if addressed and self.config.query_dim != n:
-            raise ValueError(f"this memory is addressed by {self.config.query_dim}-d queries, not class labels; pass queries=")
-        return labels
+        return checks.check_labels(self.config, labels, self.bases, addressed)
 
-    def check_queries(self, queries: torch.Tensor) -> torch.Tensor:
-        """Query vectors as a float (N, d_y) tensor on the memory's device and dtype."""
-        queries = torch.as_tensor(queries, device=self.bases.device)
-        if not queries.dtype.is_floating_point or queries.dim() != 2 or queries.shape[1] != self.config.query_dim:
-            raise ValueError(
-                f"queries must be a float tensor of shape (N, {self.config.query_dim}), got {queries.dtype} {tuple(queries.shape)}"
-            )
-        if not bool(torch.isfinite(queries).all()):
-            raise ValueError("queries must be finite: found NaN or inf")
-        return queries.to(self.bases.dtype)
+    def check_queries(self, vectors: torch.Tensor) -> torch.Tensor:
+        return checks.check_queries(self.config, vectors, self.bases)
 
     def check_images(self, images: Any) -> torch.Tensor:
-        """Query images as a finite float (N, C, H, W) tensor of the memory's image shape, on its device and dtype."""
-        shape = tuple(self.config.image_shape)
-        images = torch.as_tensor(images, device=self.bases.device)
-        if not images.dtype.is_floating_point or images.dim() != 4 or tuple(images.shape[1:]) != shape:
-            raise ValueError(f"images must be (N, {', '.join(map(str, shape))}) float tensors in the memory's pixel space "
-                             f"(memory.preprocess turns PIL images or uint8 arrays into them), got {images.dtype} "
-                             f"{tuple(images.shape)}")
-        if not bool(torch.isfinite(images).all()):
-            raise ValueError("images must be finite: found NaN or inf")
-        return images.to(self.bases.dtype)
+        return checks.check_images(self.config, images, self.bases)
 
     def image_queries(self, images: torch.Tensor) -> torch.Tensor:
         """The query of each image, y = projection(encoder(x)): (N, C, H, W) -> (N, d_y)."""
@@ -153,17 +124,7 @@ class AddressableMemory(PreTrainedModel):
         return self.image_queries(shots.flatten(0, 1)).view(n, k, -1).mean(1)
 
     def _check_indices(self, image_indices: torch.Tensor | None, n: int) -> torch.Tensor:
-        r = self.config.images_per_query
-        if image_indices is None:
-            return torch.arange(r, device=self.bases.device).expand(n, r)
-        image_indices = torch.as_tensor(image_indices, device=self.bases.device)
-        if image_indices.dim() == 1:
-            image_indices = image_indices.expand(n, -1)
-        if image_indices.dim() != 2 or image_indices.shape[0] != n or image_indices.dtype.is_floating_point:
-            raise ValueError(f"image_indices must be integer (N, m) or (m,) with N={n}, got {tuple(image_indices.shape)}")
-        if image_indices.numel() and (int(image_indices.min()) < 0 or int(image_indices.max()) >= r):
-            raise ValueError(f"image_indices must lie in [0, {r}) (r addressing matrices), got {image_indices.tolist()}")
-        return image_indices
+        return checks.check_indices(self.config, image_indices, n, self.bases.device)
 
     def coefficients(self, queries: torch.Tensor, image_indices: torch.Tensor) -> torch.Tensor:
         """y^T A_i for each query and chosen i: (N, d_y), (N, m) -> (N, m, K)."""
@@ -280,40 +241,19 @@ class AddressableMemory(PreTrainedModel):
     def preprocess(self, images: Any) -> torch.Tensor:
         """Real images -> this memory's pixel space, ready for a network trained on `recall()`: PIL images, uint8
         arrays or tensors ((N, H, W[, C]) or (N, C, H, W)), or [0, 1] float tensors."""
-        pixels = as_pixels(images, self.config.image_shape[0])
-        if tuple(pixels.shape[1:]) != tuple(self.config.image_shape):
-            raise ValueError(f"images are {tuple(pixels.shape[1:])} but this memory's are {tuple(self.config.image_shape)}")
-        return self.pixel_space().apply(pixels)
+        return self.pixel_space().preprocess(images, self.config.image_shape)
 
     def load_split(self, split: str | None = None, dataset: str | None = None, **kwargs: Any) -> ImageClassificationData:
         """A split of the memory's dataset (default: its test split), in the memory's pixel space: what a network
         trained on the recalled images is tested on. `dataset` overrides the recorded one (same classes)."""
-        dataset = dataset or self.config.dataset_name
-        if not dataset:
-            raise ValueError("this memory does not record its dataset: pass dataset=")
-        spec = spec_for(dataset)
-        split = split or (spec.test_split if spec is not None else "test")
-        space = self.pixel_space()
-        data = load_image_dataset(dataset, split, mean=space.mean, std=space.std, zca=space.zca, **kwargs)
+        data = load_split(dataset or self.config.dataset_name, split, self.pixel_space(), **kwargs)
         self.check_data(data)
         return data
 
     def check_data(self, data: ImageClassificationData) -> None:
         """Refuse data whose images, classes or pixel space differ from the memory's, naming what differs: its
         recall, pictures and evaluation on that data would be silently wrong."""
-        config, problems = self.config, []
-        if tuple(data.image_shape) != tuple(config.image_shape):
-            c, d = config.image_shape[0], data.image_shape[0]
-            kind = {1: "grayscale", 3: "RGB"}
-            what = f" ({kind.get(d, d)} images for a {kind.get(c, c)} memory)" if c != d else ""
-            problems.append(f"images {tuple(data.image_shape)} vs the memory's {tuple(config.image_shape)}{what}")
-        elif data.class_names != config.class_names:
-            problems.append(f"classes {data.class_names[:4]}... vs the memory's {config.class_names[:4]}...")
-        else:
-            problems += data.space.differences(self.pixel_space())
-        if problems:
-            raise ValueError(f"{data.name or 'the data'} does not match this memory: " + "; ".join(problems) +
-                             " (AddressableMemory.for_dataset(data, ...) builds a matching memory)")
+        check_matches(data, self.config.image_shape, self.config.class_names, self.pixel_space())
 
     def to_viewable(self, images: torch.Tensor, stretch: bool = False) -> torch.Tensor:
         """Model-space images -> [0, 1] pixels for pictures and previews (`stretch`: each image to the full range)."""
@@ -330,102 +270,31 @@ class AddressableMemory(PreTrainedModel):
         images: Any = None,
         labels: Sequence[int | str] | None = None,
     ) -> datasets.Dataset:
-        """The recalled synthetic set as a `datasets.Dataset` (eqn 2 for every chosen class, each query vector, or
-        each group of query images).
-
-        `images` with `labels` (one per image, any names or ids): the few-shot recall of sec 5.3.2. The shots of each
-        label are averaged into one query (y = mean of projection(encoder(x))), which recalls r images that carry
-        that label; the `label` ClassLabel names the given labels in order of first appearance. `images` are tensors
-        in the memory's pixel space, or anything `preprocess` takes (PIL images, uint8 arrays).
+        """The recalled synthetic set as a `datasets.Dataset` (eqn 2): every chosen class (`classes`, names or ids;
+        default all), each query vector (`queries`, optionally named by `query_labels`), or each group of query
+        images (`images` with `labels`, one per image: the few-shot recall of sec 5.3.2, see `recall_by_images`).
         Columns: `pixel_values` (float32, exact, in the memory's pixel space), `label` (ClassLabel), `address`; for
-        queries and images also `query`, `query_id`; for a memory with learned soft labels `soft_label` (the
-        distribution over classes to train on); with `preview=True` a contrast-stretched uint8 `image` for viewing.
-        """
-        class_names = None
+        queries and images also `query`, `query_id`; with learned soft labels `soft_label`; with `preview=True` a
+        contrast-stretched uint8 `image` for viewing."""
         if images is not None:
             if classes is not None or queries is not None or query_labels is not None:
                 raise ValueError("pass images= with labels= alone (not classes=, queries= or query_labels=)")
-            queries, class_names, query_labels = self._group_queries(images, labels)
-            rows = queries
-        elif labels is not None:
+            return recall_by_images(self, images, labels, preview, batch_size)
+        if labels is not None:
             raise ValueError("labels= names the classes of query images: it goes with images=")
-        elif queries is not None:
+        if queries is not None:
             if classes is not None:
                 raise ValueError("pass either classes= or queries=, not both")
-            queries = self.check_queries(queries)
-            if query_labels is not None:
-                if len(query_labels) != len(queries):
-                    raise ValueError(f"query_labels needs one label per query ({len(queries)}), got {len(query_labels)}")
-                query_labels = self.check_labels(torch.as_tensor(query_labels), addressed=False).cpu().numpy()
-            rows = queries
-        elif query_labels is not None:
+            return recall_by_queries(self, queries, query_labels, preview, batch_size)
+        if query_labels is not None:
             raise ValueError("query_labels only goes with queries=")
-        else:
-            rows = torch.tensor(class_ids(self.config.class_names, classes), dtype=torch.long, device=self.device)
-        r = self.config.images_per_query
-        step = max(1, batch_size // r)
-        pixels, previews, soft = [], [], []
-        for start in range(0, len(rows), step):
-            part = rows[start : start + step]
-            images = (self(queries=part) if queries is not None else self(labels=part)).images.float()
-            pixels.append(images.cpu().numpy())
-            if self.config.soft_labels:
-                one_hot = part if queries is not None else F.one_hot(part, self.config.num_classes).to(self.bases.dtype)
-                soft.append(self.label_distribution(one_hot, self._check_indices(None, len(part))).float().cpu().numpy())
-            if preview:
-                previews.append(to_uint8_hwc(self.to_viewable(images, stretch=True)))
-        c, h, w = self.config.image_shape
-        return recalled_dataset(
-            self.config,
-            np.concatenate(pixels) if pixels else np.zeros((0, c, h, w), np.float32),
-            r,
-            labels=query_labels if queries is not None else rows.cpu().numpy(),
-            queries=queries.float().cpu().numpy() if queries is not None else None,
-            previews=np.concatenate(previews) if preview and previews else ([] if preview else None),
-            soft_labels=(np.concatenate(soft) if soft else np.zeros((0, self.config.num_classes), np.float32))
-            if self.config.soft_labels else None,
-            class_names=class_names,
-        )
-
-    def _group_queries(self, images: Any, labels: Sequence[int | str] | None) -> tuple[torch.Tensor, list[str], np.ndarray]:
-        """Few-shot queries: the mean query of each label's images -> (queries (G, d_y), group names, group ids)."""
-        if labels is None:
-            raise ValueError("images= needs labels= (one per image: which shots belong together)")
-        if not isinstance(images, torch.Tensor):
-            images = self.preprocess(images)
-        if len(labels) != len(images):
-            raise ValueError(f"labels needs one label per image ({len(images)} images), got {len(labels)}")
-        if len(images) == 0:
-            raise ValueError("no query images given")
-        names = [str(label) for label in labels]
-        groups = list(dict.fromkeys(names))  # in order of first appearance
-        features = self.image_queries(images)
-        owner = torch.tensor([groups.index(name) for name in names], device=features.device)
-        queries = torch.stack([features[owner == g].mean(0) for g in range(len(groups))])
-        return queries, groups, np.arange(len(groups))
-
-    @torch.no_grad()
-    def save_pictures(self, folder: str | os.PathLike, classes: Sequence[int | str] | None = None, per_class: int = 10) -> list[Path]:
-        """recalled.png (up to 20 classes, `per_class` images each, contrast-stretched so a person sees them),
-        bases.png, and with learned addressing by labels class_similarity.png."""
-        folder = Path(folder)
-        if self.config.addressed_by_images:  # nothing to recall without query images: the bases alone
-            return [viz.save_bases(self.bases[:32], folder / "bases.png", total=self.config.num_bases)]
-        ids = class_ids(self.config.class_names, classes)[:20]
-        m = min(per_class, self.config.images_per_query)
-        images = self(labels=torch.tensor(ids, device=self.device), image_indices=torch.arange(m)).images.float()
-        viewable = self.to_viewable(images, stretch=True).cpu().view(len(ids), m, *images.shape[1:])
-        title = f"recalled images ({m} of r={self.config.images_per_query} per class, each stretched to full contrast)"
-        paths = [viz.save_image_grid(viewable, [self.config.class_names[i] for i in ids], folder / "recalled.png", title)]
-        paths.append(viz.save_bases(self.bases[:32], folder / "bases.png", total=self.config.num_bases))
-        if self.addressing is not None and self.config.query_dim == self.config.num_classes:
-            paths.append(viz.save_class_similarity(self.addressing, self.config.class_names, folder / "class_similarity.png"))
-        return paths
+        return recall_by_labels(self, classes, preview, batch_size)
 
     @classmethod
     def for_dataset(
-        cls, data: ImageClassificationData, ipc: float = 1, num_bases: int = 16, downsample: int = 2,
-        addressing: str = "learned", output_norm: str = "standardize", soft_labels: bool = False,
+        cls, data: ImageClassificationData, ipc: float = MemoryOptions.ipc, num_bases: int = MemoryOptions.num_bases,
+        downsample: int = MemoryOptions.downsample, addressing: str = MemoryOptions.addressing,
+        output_norm: str = MemoryOptions.output_norm, soft_labels: bool = MemoryOptions.soft_labels,
         query_encoder: str | None = None, query_dim: int | None = None, query_encoder_kwargs: dict | None = None,
     ) -> "AddressableMemory":
         """A fresh memory sized for `data` and a budget of `ipc` images per class (eqn 4), carrying its class
@@ -481,7 +350,7 @@ class AddressableMemory(PreTrainedModel):
         upload = {k: kwargs.pop(k) for k in hub.UPLOAD_KWARGS if k in kwargs}
         folder = Path(save_directory)
         super().save_pretrained(folder, **kwargs)
-        self.save_pictures(folder)
+        hub.write_pictures(self, folder)
         card_repo = repo_id or (folder.name if push_to_hub else None)
         hub.write_card(self.config, folder, card_repo, dataset_repo_id, tags)
         return hub.upload_folder(folder, card_repo, **upload) if push_to_hub else None

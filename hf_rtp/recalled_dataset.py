@@ -1,16 +1,18 @@
 """A memory's recall as a `datasets.Dataset`: exact float pixels, ClassLabel labels, optional uint8 preview.
 
-`AddressableMemory.recall` addresses the memory (eqn 2) and hands the tensors here; this module only knows the
-config and the column layout, so it sits below the model in the import graph.
+`AddressableMemory.recall` is the front door; it hands each kind of query to its function here (`recall_by_labels`,
+`recall_by_queries`, `recall_by_images`), which addresses the memory (eqn 2, through its public methods) and lays the
+tensors out as columns. This module never imports the model, so it sits below it in the import graph.
 """
 
 from __future__ import annotations
 
 import numbers
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from datasets import Array3D, ClassLabel, Dataset, Features, Image, List, Value
 
 from .configuration_memory import AddressableMemoryConfig
@@ -87,3 +89,75 @@ def recalled_dataset(
         columns["image"] = list(previews)
     features = Features(features)
     return Dataset.from_dict({name: columns[name] for name in features}, features=features)
+
+
+@torch.no_grad()
+def _recall(memory, rows: torch.Tensor, by_queries: bool, preview: bool, batch_size: int):
+    """(pixels, previews, soft labels) of every query row (class ids, or query vectors when `by_queries`)."""
+    config = memory.config
+    r = config.images_per_query
+    step = max(1, batch_size // r)
+    pixels, previews, soft = [], [], []
+    for start in range(0, len(rows), step):
+        part = rows[start : start + step]
+        images = (memory(queries=part) if by_queries else memory(labels=part)).images.float()
+        pixels.append(images.cpu().numpy())
+        if config.soft_labels:
+            one_hot = part if by_queries else F.one_hot(part, config.num_classes).to(memory.bases.dtype)
+            soft.append(memory.label_distribution(one_hot, torch.arange(r, device=part.device).expand(len(part), r))
+                        .float().cpu().numpy())
+        if preview:
+            previews.append(to_uint8_hwc(memory.to_viewable(images, stretch=True)))
+    c, h, w = config.image_shape
+    return (np.concatenate(pixels) if pixels else np.zeros((0, c, h, w), np.float32),
+            (np.concatenate(previews) if previews else []) if preview else None,
+            (np.concatenate(soft) if soft else np.zeros((0, config.num_classes), np.float32)) if config.soft_labels else None)
+
+
+def recall_by_labels(memory, classes: Sequence[int | str] | None = None, preview: bool = False, batch_size: int = 64) -> Dataset:
+    """Every recalled image of each class in `classes` (names or ids; default all), labelled with the memory's
+    ClassLabel (the same label space whatever subset is asked for)."""
+    rows = torch.tensor(class_ids(memory.config.class_names, classes), dtype=torch.long, device=memory.device)
+    pixels, previews, soft = _recall(memory, rows, False, preview, batch_size)
+    return recalled_dataset(memory.config, pixels, memory.config.images_per_query, labels=rows.cpu().numpy(),
+                            previews=previews, soft_labels=soft)
+
+
+def recall_by_queries(memory, queries: torch.Tensor, query_labels: Sequence[int] | None = None, preview: bool = False,
+                      batch_size: int = 64) -> Dataset:
+    """The r images of each query vector (N, d_y); `query_labels` (class ids, one per query) fill the `label`
+    column."""
+    queries = memory.check_queries(queries)
+    if query_labels is not None:
+        if len(query_labels) != len(queries):
+            raise ValueError(f"query_labels needs one label per query ({len(queries)}), got {len(query_labels)}")
+        query_labels = memory.check_labels(torch.as_tensor(query_labels), addressed=False).cpu().numpy()
+    pixels, previews, soft = _recall(memory, queries, True, preview, batch_size)
+    return recalled_dataset(memory.config, pixels, memory.config.images_per_query, labels=query_labels,
+                            queries=queries.float().cpu().numpy(), previews=previews, soft_labels=soft)
+
+
+@torch.no_grad()
+def recall_by_images(memory, images: Any, labels: Sequence[int | str] | None, preview: bool = False,
+                     batch_size: int = 64) -> Dataset:
+    """Few-shot recall (sec 5.3.2): the shots of each label are averaged into one query (y = mean of
+    projection(encoder(x))), which recalls r images that carry that label; the `label` ClassLabel names the given
+    labels in order of first appearance. `images` are tensors in the memory's pixel space, or anything
+    `memory.preprocess` takes (PIL images, uint8 arrays)."""
+    if labels is None:
+        raise ValueError("images= needs labels= (one per image: which shots belong together)")
+    if not isinstance(images, torch.Tensor):
+        images = memory.preprocess(images)
+    if len(labels) != len(images):
+        raise ValueError(f"labels needs one label per image ({len(images)} images), got {len(labels)}")
+    if len(images) == 0:
+        raise ValueError("no query images given")
+    names = [str(label) for label in labels]
+    groups = list(dict.fromkeys(names))  # in order of first appearance
+    features = memory.image_queries(images)
+    owner = torch.tensor([groups.index(name) for name in names], device=features.device)
+    queries = torch.stack([features[owner == g].mean(0) for g in range(len(groups))])
+    pixels, previews, soft = _recall(memory, queries, True, preview, batch_size)
+    return recalled_dataset(memory.config, pixels, memory.config.images_per_query, labels=np.arange(len(groups)),
+                            queries=queries.float().cpu().numpy(), previews=previews, soft_labels=soft,
+                            class_names=groups)

@@ -1,6 +1,6 @@
 """Pictures people would rather see than read: recalled images, bases, class-similarity heatmap.
 
-Functions of tensors, not of a memory: `AddressableMemory.save_pictures` chooses what to draw."""
+Functions of tensors, not of a memory: `hub.write_pictures` chooses what a saved memory shows."""
 
 from __future__ import annotations
 
