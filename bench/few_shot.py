@@ -81,7 +81,7 @@ def main() -> None:
 
     from hf_rtp import AddressableMemory
     from hf_rtp.data import load_train_test
-    from hf_rtp.episodes import draw_episode, episode_accuracy
+    from hf_rtp.episodes import draw_episodes, episode_accuracy
     from hf_rtp.evaluate import EvalConfig, accuracy_on, train_from_scratch
 
     device = args.device or default_device()
@@ -139,8 +139,7 @@ def main() -> None:
             if way > test.num_classes:
                 print(f"skip {way}-way: only {test.num_classes} test classes")
                 continue
-            generator = torch.Generator().manual_seed(args.seed + 1000 * way + shots)
-            episodes = [draw_episode(test, way, shots, args.test_per_class, generator) for _ in range(args.episodes)]
+            episodes = draw_episodes(test, way, shots, args.test_per_class, args.episodes, args.seed + 1000 * way + shots)
             row = {"way": way, "shots": shots, "held_out": bool(args.held_out), "learner_compiled": args.compile,
                    "command": command_line()}
             for name, method in methods.items():

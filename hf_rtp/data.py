@@ -246,6 +246,12 @@ class ImageClassificationData:
                              f"infinite pixels (rows {rows}{', ...' if int(bad.sum()) > 5 else ''}): clean or drop them")
         return self
 
+    def image_statistics(self) -> dict[str, float]:
+        """The mean over images of each image's pixel mean and std (`output_mean`, `output_std`): what a memory with
+        output_norm='standardize' scales its recalled images to (float64 sums: exact enough for 60k images)."""
+        flat = self.check_finite().images.flatten(1).double()
+        return {"output_mean": float(flat.mean(1).mean()), "output_std": float(flat.var(1, unbiased=False).mean().sqrt())}
+
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])

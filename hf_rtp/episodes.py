@@ -44,6 +44,13 @@ def draw_episode(data: ImageClassificationData, way: int, shots: int, others: in
     return Episode(classes, torch.stack(shot_images), torch.cat(images), torch.cat(labels))
 
 
+def draw_episodes(data: ImageClassificationData, way: int, shots: int, others: int, count: int, seed: int) -> list[Episode]:
+    """`count` episodes drawn in turn from one generator seeded with `seed`: the same seed gives every method (image
+    addressing, its baselines, validation) the same episodes, so their scores compare episode by episode."""
+    generator = torch.Generator().manual_seed(seed)
+    return [draw_episode(data, way, shots, others, generator) for _ in range(count)]
+
+
 def episode_accuracy(memory, episode: Episode, config, device=None) -> float:
     """Image addressing scored on one episode: recall r images per class from its shots (labels 0..N-1), train a
     fresh network on them (`config`, an EvalConfig), test it on the episode's other images."""
@@ -70,9 +77,8 @@ def few_shot_evaluation(memory, data: ImageClassificationData, way: int, shots: 
 
     import numpy as np
 
-    generator = torch.Generator().manual_seed(seed)
-    runs = [episode_accuracy(memory, draw_episode(data, way, shots, others, generator), config, device)
-            for _ in range(episodes)]
+    runs = [episode_accuracy(memory, episode, config, device)
+            for episode in draw_episodes(data, way, shots, others, episodes, seed)]
     mean, std = float(np.mean(runs)), float(np.std(runs))
     learner = f"ConvNet-{config.width}" if config.learner == "convnet" else config.learner
     record = {"split": data.split or "test", "models": episodes, "epochs": config.epochs, "learner": learner,

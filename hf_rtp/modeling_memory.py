@@ -100,21 +100,11 @@ class AddressableMemory(PreTrainedModel):
 
     # ---- addressing -------------------------------------------------------------------------------------
 
-    # What may address the memory, checked (queries.py): class ids, query vectors, query images, image indices.
-    def check_labels(self, labels: torch.Tensor, addressed: bool = True) -> torch.Tensor:
-        return checks.check_labels(self.config, labels, self.bases, addressed)
-
-    def check_queries(self, vectors: torch.Tensor) -> torch.Tensor:
-        return checks.check_queries(self.config, vectors, self.bases)
-
-    def check_images(self, images: Any) -> torch.Tensor:
-        return checks.check_images(self.config, images, self.bases)
-
     def image_queries(self, images: torch.Tensor) -> torch.Tensor:
         """The query of each image, y = projection(encoder(x)): (N, C, H, W) -> (N, d_y)."""
         if not self.config.addressed_by_images:
             raise ValueError("this memory has no query head (config.query_encoder is None): address it by labels= or queries=")
-        return self.query_head(self.check_images(images))
+        return self.query_head(checks.check_images(self.config, images, self.bases))
 
     def shot_queries(self, shots: torch.Tensor) -> torch.Tensor:
         """One query per class from its k shots, the mean of their queries: (N, k, C, H, W) -> (N, d_y)."""
@@ -122,9 +112,6 @@ class AddressableMemory(PreTrainedModel):
             raise ValueError(f"shots must be (N classes, k shots, C, H, W), got {tuple(shots.shape)}")
         n, k = shots.shape[:2]
         return self.image_queries(shots.flatten(0, 1)).view(n, k, -1).mean(1)
-
-    def _check_indices(self, image_indices: torch.Tensor | None, n: int) -> torch.Tensor:
-        return checks.check_indices(self.config, image_indices, n, self.bases.device)
 
     def coefficients(self, queries: torch.Tensor, image_indices: torch.Tensor) -> torch.Tensor:
         """y^T A_i for each query and chosen i: (N, d_y), (N, m) -> (N, m, K)."""
@@ -187,8 +174,8 @@ class AddressableMemory(PreTrainedModel):
         ids, or label distributions for a memory with soft labels): the set a network is retrained on."""
         if labels is None:
             labels = torch.arange(self.config.num_classes, device=self.bases.device)
-        labels = self.check_labels(labels)
-        image_indices = self._check_indices(None, labels.shape[0])
+        labels = checks.check_labels(self.config, labels, self.bases)
+        image_indices = checks.check_indices(self.config, None, labels.shape[0], self.bases.device)
         return self.images_for_labels(labels, image_indices), self.targets_for_labels(labels, image_indices)
 
     def forward(
@@ -208,35 +195,25 @@ class AddressableMemory(PreTrainedModel):
             raise ValueError("pass exactly one of labels= (class ids), queries= (d_y vectors) or images= (query images)")
         if images is not None:
             queries = self.image_queries(images)
-            image_indices = self._check_indices(image_indices, queries.shape[0])
+            image_indices = checks.check_indices(self.config, image_indices, queries.shape[0], self.bases.device)
             return MemoryOutput(self.synthesize(self.coefficients(queries, image_indices)), None)
         if labels is not None:
-            labels = self.check_labels(labels)
-            image_indices = self._check_indices(image_indices, labels.shape[0])
+            labels = checks.check_labels(self.config, labels, self.bases)
+            image_indices = checks.check_indices(self.config, image_indices, labels.shape[0], self.bases.device)
             images = self.images_for_labels(labels, image_indices)
             return MemoryOutput(images, labels.repeat_interleave(image_indices.shape[1]))
-        queries = self.check_queries(queries)
-        image_indices = self._check_indices(image_indices, queries.shape[0])
+        queries = checks.check_queries(self.config, queries, self.bases)
+        image_indices = checks.check_indices(self.config, image_indices, queries.shape[0], self.bases.device)
         return MemoryOutput(self.synthesize(self.coefficients(queries, image_indices)), None)
 
     # ---- pixel space, viewing and recall -----------------------------------------------------------------
 
-    def zca(self) -> ZCA | None:
-        """The ZCA whitening the pixels live in, or None."""
-        if self.config.zca_regularization is None:
-            return None
-        return ZCA(self.zca_eigenvectors.detach().cpu(), self.zca_scales.detach().cpu(), self.config.zca_regularization)
-
-    @torch.no_grad()
-    def set_zca(self, zca: ZCA) -> None:
-        if self.config.zca_regularization is None:
-            raise ValueError("this memory was configured without ZCA (zca_regularization=None)")
-        self.zca_eigenvectors.copy_(zca.eigenvectors)
-        self.zca_scales.copy_(zca.scales)
-
     def pixel_space(self) -> PixelSpace:
-        """Where the recalled images live: the training data's normalisation, or its ZCA whitening."""
-        return PixelSpace(self.config.mean, self.config.std, self.zca())
+        """Where the recalled images live: the training data's normalisation, or its ZCA whitening (saved buffers)."""
+        zca = None
+        if self.config.zca_regularization is not None:
+            zca = ZCA(self.zca_eigenvectors.detach().cpu(), self.zca_scales.detach().cpu(), self.config.zca_regularization)
+        return PixelSpace(self.config.mean, self.config.std, zca)
 
     def preprocess(self, images: Any) -> torch.Tensor:
         """Real images -> this memory's pixel space, ready for a network trained on `recall()`: PIL images, uint8
@@ -291,27 +268,19 @@ class AddressableMemory(PreTrainedModel):
         return recall_by_labels(self, classes, preview, batch_size)
 
     @classmethod
-    def for_dataset(
-        cls, data: ImageClassificationData, ipc: float = MemoryOptions.ipc, num_bases: int = MemoryOptions.num_bases,
-        downsample: int = MemoryOptions.downsample, addressing: str = MemoryOptions.addressing,
-        output_norm: str = MemoryOptions.output_norm, soft_labels: bool = MemoryOptions.soft_labels,
-        query_encoder: str | None = None, query_dim: int | None = None, query_encoder_kwargs: dict | None = None,
-    ) -> "AddressableMemory":
-        """A fresh memory sized for `data` and a budget of `ipc` images per class (eqn 4), carrying its class
-        names, pixel space (normalisation or ZCA) and, for output_norm='standardize', its per-image statistics."""
-        stats = {}
-        if output_norm == "standardize":
-            flat = data.images.flatten(1).double()
-            stats = dict(output_mean=float(flat.mean(1).mean()), output_std=float(flat.var(1, unbiased=False).mean().sqrt()))
-        config = AddressableMemoryConfig.for_budget(
-            data.image_shape, data.class_names, ipc=ipc, num_bases=num_bases, downsample=downsample, addressing=addressing,
-            mean=data.mean, std=data.std, dataset_name=data.name or None, output_norm=output_norm,
-            zca_regularization=data.zca.regularization if data.zca is not None else None, soft_labels=soft_labels,
-            query_encoder=query_encoder, query_dim=query_dim, query_encoder_kwargs=dict(query_encoder_kwargs or {}), **stats,
-        )
-        memory = cls(config)
+    def for_dataset(cls, data: ImageClassificationData, ipc: float = MemoryOptions.ipc, **options: Any) -> "AddressableMemory":
+        """A fresh memory sized for `data` and a budget of `ipc` images per class (eqn 4; `options` as for
+        `AddressableMemoryConfig.for_budget`), carrying its class names, pixel space (normalisation or ZCA) and, for
+        output_norm='standardize' (the default), its per-image statistics."""
+        options.setdefault("output_norm", MemoryOptions.output_norm)  # the config's own default is the old memories' none
+        stats = data.image_statistics() if options["output_norm"] == "standardize" else {}
+        zca = data.zca.regularization if data.zca is not None else None
+        memory = cls(AddressableMemoryConfig.for_budget(data.image_shape, data.class_names, ipc=ipc, mean=data.mean, std=data.std,
+                                                        dataset_name=data.name or None, zca_regularization=zca, **stats, **options))
         if data.zca is not None:
-            memory.set_zca(data.zca)
+            with torch.no_grad():
+                memory.zca_eigenvectors.copy_(data.zca.eigenvectors)
+                memory.zca_scales.copy_(data.zca.scales)
         return memory
 
     # ---- saving, loading and the Hub ---------------------------------------------------------------------

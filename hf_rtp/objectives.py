@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageClassificationData
-from .episodes import draw_episode, episode_accuracy, few_shot_evaluation
+from .episodes import draw_episode, draw_episodes, episode_accuracy, few_shot_evaluation
 from .evaluate import EvalConfig, accuracy, accuracy_on, evaluate_memory, train_from_scratch
 from .modeling_memory import AddressableMemory
 from .unroll import UnrollInputs
@@ -193,8 +193,7 @@ class EpisodeObjective:
     @torch.no_grad()
     def validate(self, config: EvalConfig, device: torch.device | str) -> float:
         """Mean accuracy over the validation episodes of a fresh network trained on each episode's recall."""
-        generator = torch.Generator().manual_seed(self.seed + 104729)
-        episodes = [draw_episode(self.validation, self.way, self.shots, 50, generator) for _ in range(self.eval_episodes)]
+        episodes = draw_episodes(self.validation, self.way, self.shots, 50, self.eval_episodes, self.seed + 104729)
         return float(np.mean([episode_accuracy(self.memory, e, config, device) for e in episodes]))
 
     def evaluate(self, test, config, train=None, device=None):

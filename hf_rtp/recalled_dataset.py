@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from datasets import Array3D, ClassLabel, Dataset, Features, Image, List, Value
 
+from . import queries as checks
 from .configuration_memory import AddressableMemoryConfig
 
 
@@ -127,11 +128,11 @@ def recall_by_queries(memory, queries: torch.Tensor, query_labels: Sequence[int]
                       batch_size: int = 64) -> Dataset:
     """The r images of each query vector (N, d_y); `query_labels` (class ids, one per query) fill the `label`
     column."""
-    queries = memory.check_queries(queries)
+    queries = checks.check_queries(memory.config, queries, memory.bases)
     if query_labels is not None:
         if len(query_labels) != len(queries):
             raise ValueError(f"query_labels needs one label per query ({len(queries)}), got {len(query_labels)}")
-        query_labels = memory.check_labels(torch.as_tensor(query_labels), addressed=False).cpu().numpy()
+        query_labels = checks.check_labels(memory.config, torch.as_tensor(query_labels), memory.bases, addressed=False).cpu().numpy()
     pixels, previews, soft = _recall(memory, queries, True, preview, batch_size)
     return recalled_dataset(memory.config, pixels, memory.config.images_per_query, labels=query_labels,
                             queries=queries.float().cpu().numpy(), previews=previews, soft_labels=soft)

@@ -143,6 +143,11 @@ class UnrollBuffers:
         self._store: torch.Tensor | None = None
         self._state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
+    @property
+    def used(self) -> bool:
+        """Whether an unroll has run on these buffers (they are allocated by the first one)."""
+        return self._state is not None
+
     def get(self, rows: int, start: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(w = start, v = 0, a store for `rows` snapshots), reusing earlier allocations when they fit."""
         if self._state is None or self._state[0].shape != start.shape or self._state[0].dtype != start.dtype \

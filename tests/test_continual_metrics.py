@@ -7,7 +7,7 @@ import torch
 from hf_rtp.continual import backward_transfer, retained_accuracy
 from hf_rtp.continual import Reservoir
 from hf_rtp.data import ImageClassificationData
-from hf_rtp.episodes import draw_episode
+from hf_rtp.episodes import draw_episode, draw_episodes
 
 # ---- the reservoir (Vitter's algorithm R) -------------------------------------------------------------------
 
@@ -122,8 +122,7 @@ def test_episodes_are_a_function_of_the_seed(unique_images):
     """What lets bench/few_shot.py score every method on the same episodes, and the Distiller validate on the same
     ones every time: a list of episodes drawn from one seed is the same list each time it is drawn."""
     def draw(seed):
-        generator = torch.Generator().manual_seed(seed)
-        return [draw_episode(unique_images, 3, 1, 2, generator) for _ in range(4)]
+        return draw_episodes(unique_images, 3, 1, 2, 4, seed)
 
     first, again, other = draw(7), draw(7), draw(8)
     for a, b in zip(first, again):

@@ -278,3 +278,19 @@ def test_real_init_gives_an_image_addressed_memory_real_bases_and_spread_queries
 def test_a_memory_addressed_by_images_has_no_per_class_dataset_to_push(tmp_path, fake_hub):
     with pytest.raises(ValueError, match="recalls only from pictures"):
         image_memory().push_to_hub("user/x", push_dataset=True)
+
+
+def test_few_shot_evaluation_scores_the_episodes_draw_episodes_gives():
+    """bench/few_shot.py scores its baselines on draw_episodes(test, ..., seed); the memory's own few-shot evaluation
+    must score it on those same episodes, one by one, or the methods would not compare."""
+    from hf_rtp.data import load_image_dataset
+    from hf_rtp.episodes import draw_episodes, episode_accuracy, few_shot_evaluation
+    from hf_rtp.evaluate import EvalConfig
+
+    digits = load_image_dataset("digits", "test")
+    memory = AddressableMemory.for_dataset(digits, ipc=1, num_bases=8, query_encoder=ENCODER, query_dim=6)
+    config = EvalConfig(models=3, epochs=2, width=8, seed=5)
+    record = few_shot_evaluation(memory, digits, way=3, shots=2, episodes=3, config=config, seed=11, device="cpu")
+    episodes = draw_episodes(digits, 3, 2, 100, 3, 11)
+    assert record["accuracy"]["runs"] == [episode_accuracy(memory, e, config, "cpu") for e in episodes]
+    assert len({tuple(e.classes) for e in episodes}) > 1  # three different episodes, not one scored thrice

@@ -222,7 +222,7 @@ def test_inner_learners_take_turns_and_bad_ones_are_refused(tmp_path, digits):
                               memory, digits)
         assert [type(loop.learner).__name__ for loop in distiller.inner] == ["ConvNet", "MLP"]
         memory = distiller.train()
-        return [loop.buffers._state is not None for loop in distiller.inner], memory
+        return [loop.buffers.used for loop in distiller.inner], memory
 
     assert used_after(1)[0] == [True, False]  # step 0: the ConvNet
     used, memory = used_after(2)
