@@ -5,14 +5,16 @@ for all of them at the end, and publish the memories as one bank.
     python examples/continual.py --stream permutations --tasks 5 --push-to-hub user/permuted-mnist-bank
 
 Each task streams once in minibatches of 10; the free part of a buffer of 156,800 floats (200 MNIST images) holds
-its raw images while its memory is distilled, and at the task's end the memory takes 1/20 of the buffer and the raw
-images are dropped. At the end a fresh MLP trains on everything the bank recalls and is scored on every task.
+its raw images while its memory (1/22 of the buffer, counted from the task's start) is distilled, and at the task's
+end the raw images are dropped. At the end a fresh MLP trains on everything the bank recalls and is scored on every
+task. The bank's bank.json records the stream (source data and each task's transform): `task_test_set` rebuilds any
+task's test set from it.
 """
 
 import argparse
 
 from hf_rtp import MemoryBank
-from hf_rtp.continual import StreamConfig, task_accuracy
+from hf_rtp.continual import StreamConfig, task_accuracy, task_test_set
 from hf_rtp.continual import ContinualConfig, make_method, run_stream
 from hf_rtp.options import add_options, build, given
 
@@ -24,7 +26,7 @@ parser.add_argument("--push-to-hub", default=None, help="also upload the bank to
 args = parser.parse_args()
 
 stream = build(StreamConfig, given(args, StreamConfig)).load()
-options = {"memory_share": 20, **given(args, ContinualConfig)}  # each memory 1/20 of the buffer, whatever --tasks
+options = {"memory_share": 22, **given(args, ContinualConfig)}  # each memory 1/22 of the buffer as in the 20-task stream
 learner = make_method(build(ContinualConfig, {**options, "method": "compress-then-recall"}), stream)
 result = run_stream(learner, stream, progress=print)  # the single pass, then a fresh MLP on everything recalled
 print(f"retained accuracy over {len(stream.tasks)} tasks: {100 * result['retained_accuracy']:.2f}% "
@@ -43,3 +45,5 @@ recalled = bank.recall(tasks=bank.tasks[:3])  # a datasets.Dataset: pixel_values
 print(recalled)
 first = stream.tasks[0]
 print(f"{first.name} scored by the final network: {100 * task_accuracy(learner.classifier(), first):.2f}%")
+test = task_test_set(bank.stream, first.name)  # the task's test set, rebuilt from what the bank recorded
+print(f"{first.name}: {len(test)} test images rebuilt from {args.output}/bank.json")

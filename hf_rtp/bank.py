@@ -40,10 +40,13 @@ class MemoryBank:
     """Memories by task name, in the order they were added. `accuracy` records, per task, what was measured for it
     (e.g. a fresh learner's test accuracy on that task), shown on the card."""
 
-    def __init__(self, shared_classes: bool = False):
+    def __init__(self, shared_classes: bool = False, stream: dict | None = None):
         self.shared_classes = shared_classes
         self.memories: dict[str, AddressableMemory] = {}
         self.accuracy: dict[str, float] = {}
+        # The stream the tasks came from (`TaskStream.definition()`: source data, split, each task's transform), so
+        # anyone can rebuild a task's test set (`hf_rtp.continual.task_test_set`) and re-score the bank.
+        self.stream = stream
 
     # ---- contents ---------------------------------------------------------------------------------------
 
@@ -175,13 +178,16 @@ class MemoryBank:
     # ---- files and the Hub ------------------------------------------------------------------------------
 
     def index(self) -> dict[str, Any]:
-        return {
+        index = {
             "format": FORMAT, "version": 1, "shared_classes": self.shared_classes, "class_names": self.class_names,
             "storage_floats": self.storage_floats(),
             "tasks": [{"name": task, "subfolder": task, "class_names": list(memory.config.class_names),
                        "storage_floats": memory.config.storage_floats(), "accuracy": self.accuracy.get(task)}
                       for task, memory in self.memories.items()],
         }
+        if self.stream is not None:
+            index["stream"] = self.stream
+        return index
 
     def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path:
         """Write the bank to `save_directory`: the index, a card (its snippet loads `repo_id`, default the folder),
@@ -214,7 +220,10 @@ class MemoryBank:
             raise CheckpointError(f"{index_file} is not valid JSON: {error}") from error
         if not isinstance(index, dict) or index.get("format") != FORMAT or not isinstance(index.get("tasks"), list):
             raise CheckpointError(f"{index_file} is not a MemoryBank index (format {FORMAT!r} with a task list)")
-        bank = cls(shared_classes=bool(index.get("shared_classes", False)))
+        stream = index.get("stream")
+        if stream is not None and not isinstance(stream, dict):
+            raise CheckpointError(f"{index_file}: 'stream' must be a stream definition (an object), got {type(stream).__name__}")
+        bank = cls(shared_classes=bool(index.get("shared_classes", False)), stream=stream)
         for entry in index["tasks"]:
             try:
                 task, subfolder, names = entry["name"], entry["subfolder"], list(entry["class_names"])

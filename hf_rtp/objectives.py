@@ -18,7 +18,7 @@ The outer step (outer_step.py) and the Distiller never ask which kind they hold.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
@@ -42,6 +42,8 @@ class Draw:
     real_labels: torch.Tensor
     queries: torch.Tensor
     """Class ids (N,) for label and task memories, shots (N, k, C, H, W) for an episode."""
+    rehearsal_seed: int | None = None
+    """A task objective with rehearsal: the seed of this unroll's picks from the earlier memories' recall."""
 
     @property
     def way(self) -> int:
@@ -206,10 +208,15 @@ class TaskObjective:
     """One task of a continual stream: `memory` holds the task's classes (its own ids 0..n-1), which are the stream's
     global ids `classes`; the network has `outputs` outputs, one per class of the stream, and trains on the memory's
     class i as global class classes[i], the label the stream's images carry. The real batch of the next unroll is
-    what `feed` was last given (the stream's minibatch and the buffered images)."""
+    what `feed` was last given (the stream's minibatch and the buffered images).
+
+    Rehearsal (`rehearsal`, the earlier task memories' recall as fixed (images, targets), and `rehearse_per_step`):
+    each inner step also trains on that many images drawn from it, so the memory is distilled for a network that
+    trains on the whole bank (the joint recall mode) rather than on this task alone."""
 
     def __init__(self, memory: AddressableMemory, classes: Sequence[int], outputs: int,
-                 validation: ImageClassificationData | None = None):
+                 validation: ImageClassificationData | None = None,
+                 rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None, rehearse_per_step: int = 0):
         if memory.config.addressed_by_images or memory.config.num_classes != len(classes):
             raise ValueError(f"a task memory is addressed by the labels of its {len(classes)} classes")
         self.memory, self.outputs, self.validation = memory, outputs, validation
@@ -219,6 +226,10 @@ class TaskObjective:
         # soft labels: the memory's distribution over its classes, placed at their global outputs
         self.place = F.one_hot(self.classes, outputs).to(memory.bases.dtype)
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.rehearse_per_step = rehearse_per_step if rehearsal is not None and len(rehearsal[0]) else 0
+        self.rehearsal = rehearsal if self.rehearse_per_step else None
+        if self.rehearsal is not None and memory.config.soft_labels and not self.rehearsal[1].is_floating_point():
+            self.rehearsal = (rehearsal[0], F.one_hot(rehearsal[1], outputs).to(memory.bases.dtype))
 
     def feed(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         """The real batch (global class ids) of the next unroll."""
@@ -228,11 +239,25 @@ class TaskObjective:
         if self.batch is None:
             raise RuntimeError("a task objective draws the batch it was fed: call feed(images, labels) first")
         images, labels = self.batch
-        return Draw(images, labels, self.classes)
+        seed = int(torch.randint(2**62, (1,), generator=generator)) if self.rehearsal is not None else None
+        return Draw(images, labels, self.classes, seed)
 
     def inputs(self, draw: Draw, picks: torch.Tensor, augment: Augment, reference: bool = False) -> UnrollInputs:
-        return label_inputs(self.memory, self.local[draw.queries], picks, augment(draw.real_images), draw.real_labels,
-                            augment, targets=draw.queries, place=self.place)
+        inputs = label_inputs(self.memory, self.local[draw.queries], picks, augment(draw.real_images), draw.real_labels,
+                              augment, targets=draw.queries, place=self.place)
+        if draw.rehearsal_seed is None:
+            return inputs
+        old_images, old_targets = self.rehearsal
+        rows = torch.randint(len(old_images), (len(picks), self.rehearse_per_step),
+                             generator=torch.Generator().manual_seed(draw.rehearsal_seed))
+        own = inputs.recall
+
+        def recall(t: int) -> tuple[torch.Tensor, torch.Tensor]:
+            images, targets = own(t)
+            return (torch.cat([images, augment(old_images[rows[t]].to(images.device))]),
+                    torch.cat([targets, old_targets[rows[t]].to(targets.device)]))
+
+        return replace(inputs, recall=recall, batch_size=inputs.batch_size + self.rehearse_per_step)
 
     def training_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The task's whole recall with global targets: class ids, or soft labels over the stream's classes."""

@@ -63,13 +63,38 @@ def test_continual_bench_runs_every_method_on_one_buffer(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(out.read_text())
-    assert [row["tag"] for row in record["rows"]] == ["online", "replay", "ewc", "compress-then-recall"]
+    assert [row["tag"] for row in record["rows"]] == ["online", "replay", "ewc", "compress-then-recall",
+                                                      "compress-then-recall (per-task)"]
+    assert [row["recall_mode"] for row in record["rows"]] == [None, None, None, "joint", "per-task"]
     for row in record["rows"]:
         assert row["buffer_floats"] == 1920 and len(row["retained_accuracy"]["runs"]) == 2
         assert all(run["max_stored_floats"] <= 1920 for run in row["runs"])
         assert ("backward_transfer" in row) == (row["method"] != "compress-then-recall")
     assert record["rows"][1]["runs"][0]["max_stored_floats"] == 1920  # replay fills its buffer
-    assert len(record["rows"][3]["minutes_per_task"]) == 2 and record["rows"][3]["memory_floats"] <= 640
+    joint, own = record["rows"][3:]
+    assert len(joint["minutes_per_task"]) == 2 and joint["memory_floats"] <= 1920 // 5  # share 5: room for 10 raw
+    assert own["retained_accuracy"]["runs"] == [r["per_task"]["retained_accuracy"] for r in joint["runs"]]
+    # the seed-0 bank, saved with its stream, re-scores as the run reported, from another script
+    bank_run = subprocess.run(command + ["--methods", "compress-then-recall", "--seeds", "0", "--tag", "kept",
+                                         "--save-bank", str(tmp_path / "bank")], capture_output=True, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert bank_run.returncode == 0, bank_run.stderr[-3000:]
+    kept = next(row for row in json.loads(out.read_text())["rows"] if row["tag"] == "compress-then-recall kept")
+    assert kept["runs"][0]["bank"].endswith("bank") and json.loads((tmp_path / "bank" / "bank.json").read_text())["stream"]
+    rescore = subprocess.run([sys.executable, str(ROOT / "bench" / "continual_bank.py"), str(tmp_path / "bank"),
+                              "--retrain-epochs", "3", "--output", str(tmp_path / "rescored.json")],
+                             capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert rescore.returncode == 0, rescore.stderr[-3000:]
+    scored = json.loads((tmp_path / "rescored.json").read_text())["rows"][0]
+    assert scored["joint"]["accuracy"] == kept["runs"][0]["accuracy"]
+    assert scored["per-task"]["accuracy"] == kept["runs"][0]["per_task"]["accuracy"]
+    # a grid: one row per combination, tagged by it
+    grid = subprocess.run(command[:-5] + ["--seeds", "0", "--methods", "online", "--grid", '{"lr": [0.01, 0.1]}', "--output",
+                                          str(tmp_path / "grid.json")], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert grid.returncode == 0, grid.stderr[-3000:]
+    rows = json.loads((tmp_path / "grid.json").read_text())["rows"]
+    assert [(r["tag"], r["config"]["lr"]) for r in rows] == [("online lr0.01", 0.01), ("online lr0.1", 0.1)]
     bad = subprocess.run(command[:2] + ["--stream", "cifar10"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from hf_rtp.continual import Permutation, Rotation, StreamConfig, build_stream, task_accuracy
+from hf_rtp.outer_step import NonFiniteError
+from hf_rtp.continual.learners import network, per_sample_squared_gradients
 from hf_rtp.continual import (
     BufferOverflow,
     ContinualConfig,
@@ -98,26 +100,42 @@ def test_no_method_holds_more_than_its_buffer(digits, method):
         from hf_rtp.continual import backward_transfer
 
         assert result["backward_transfer"] == pytest.approx(backward_transfer(counted, result["just_learned"]), abs=1e-6)
-    # what each holds: nothing for the two without a buffer (EWC's Fisher and anchor are state, reported apart),
-    # the whole buffer for replay's reservoir, a part of it for the memories (and the raw images of a task)
+    # what each holds: nothing for online; EWC's sample of the current task (for its Fisher) fills the buffer (its
+    # Fisher and anchor are state, reported apart); replay's reservoir fills it; the memories take a part of it,
+    # the raw images of a task the rest
     weights = sum(p.numel() for p in net.parameters())
-    if method in ("online", "ewc"):
-        assert result["max_stored_floats"] == 0
+    if method == "online":
+        assert result["max_stored_floats"] == 0 and result["state_floats"] == 0
+    if method in ("replay", "ewc"):
+        assert result["max_stored_floats"] == buffer
         assert result["state_floats"] == (2 * weights if method == "ewc" else 0)
-    if method == "replay":
-        assert result["max_stored_floats"] == buffer  # the reservoir fills the whole buffer
     if method == "compress-then-recall":
         assert result["max_stored_floats"] >= sum(result["memory_floats"]) > 0  # the memories were counted
-        assert all(f <= buffer // 3 for f in result["memory_floats"])  # each task's memory: 1/T of the buffer
+        # each task's memory: 1/5 of the buffer, the smallest share that leaves the last task room for 10 raw images
+        assert learner.memory_floats == buffer // 5 and all(f <= buffer // 5 for f in result["memory_floats"])
         assert len(result["minutes_per_task"]) == 3 and "backward_transfer" not in result
+        # the per-task mode: task t scored by the network trained on memory t alone
+        own = learner.task_classifiers()
+        with torch.no_grad():
+            counted = [float((n(t.test().images).argmax(1) == t.test().labels).float().mean())
+                       for n, t in zip(own, stream.tasks)]
+        assert result["per_task"]["accuracy"] == pytest.approx(counted, abs=1e-6)
+        assert result["per_task"]["retained_accuracy"] == pytest.approx(sum(counted) / 3, abs=1e-6)
     else:
         assert len(result["just_learned"]) == 3 and "backward_transfer" in result
 
 
 def test_a_buffer_too_small_for_a_memory_is_refused_before_the_stream(digits):
     stream = stream_of(digits)
-    with pytest.raises(BudgetError, match="buffer \\(300 / 3 = 100 floats\\) holds no memory of 4 bases"):
-        make_method(ContinualConfig(buffer_floats=300), stream)
+    with pytest.raises(BudgetError, match="buffer \\(100 / 4 = 25 floats\\) holds no memory of 1 bases"):
+        make_method(ContinualConfig(buffer_floats=100), stream)
+    # a memory fits, but not beside a raw image of each class at the last task, whatever the share
+    with pytest.raises(ValueError, match="leaves room for 1 raw images .* \\(a larger buffer is needed\\)"):
+        make_method(ContinualConfig(buffer_floats=400), stream)
+    # a share that leaves the last task no raw image beside all the memories
+    with pytest.raises(ValueError, match="memory_share=4 leaves room for 7 raw images of the last task .* fewer than its "
+                                         "10 classes \\(use memory_share >= 5\\)"):
+        make_method(ContinualConfig(buffer_floats=30 * stream.image_floats, memory_share=4), stream)
 
 
 def test_a_method_that_holds_too_much_is_stopped(digits):
@@ -205,18 +223,130 @@ def test_the_example_keeps_a_stream_as_a_bank_and_loads_it_back(tmp_path):
 
     example = Path(__file__).resolve().parents[1] / "examples" / "continual.py"
     done = subprocess.run([sys.executable, str(example), "--dataset", "digits", "--tasks", "2", "--samples-per-task",
-                           "100", "--test-per-task", "50", "--buffer-floats", "2560", "--memory-share", "2", "--inner-steps", "3",
+                           "100", "--test-per-task", "50", "--buffer-floats", "2560", "--memory-share", "3", "--inner-steps", "3",
                            "--final-steps", "3", "--retrain-epochs", "5", "--output", str(tmp_path / "bank")],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "retained accuracy over 2 tasks" in done.stdout
     bank = MemoryBank.from_pretrained(tmp_path / "bank")
     assert bank.tasks == ["task-00", "task-01"] and set(bank.accuracy) == {"task-00", "task-01"}
+    assert bank.stream["stream"] == "rotations" and [t["name"] for t in bank.stream["tasks"]] == bank.tasks
+
+
+@pytest.mark.parametrize("kind", ["rotations", "permutations"])
+def test_a_banks_stream_definition_rebuilds_each_tasks_test_set(digits, tmp_path, kind):
+    """What lets anyone re-score a committed bank: bank.json's stream definition gives back every task's test set,
+    pixel for pixel, without replaying the stream's random generator."""
+    import json
+
+    from hf_rtp import MemoryBank
+    from hf_rtp.continual import task_test_set
+
+    stream = StreamConfig(stream=kind, dataset="digits", tasks=2, samples_per_task=60, test_per_task=80, seed=3).load()
+    config = ContinualConfig(buffer_floats=40 * stream.image_floats, inner_steps=2, final_steps=1, retrain_epochs=1)
+    learner = make_method(config, stream)
+    result = run_stream(learner, stream)
+    learner.bank.save_pretrained(tmp_path / "bank")
+    definition = json.loads((tmp_path / "bank" / "bank.json").read_text())["stream"]
+    assert definition == MemoryBank.from_pretrained(tmp_path / "bank").stream
+    for task in stream.tasks:
+        rebuilt = task_test_set(definition, task.name)
+        assert torch.equal(rebuilt.images, task.test().images) and torch.equal(rebuilt.labels, task.test().labels)
+    # and the bank scores, in both recall modes, exactly what the run reported
+    from hf_rtp.continual import score_bank
+
+    scored = score_bank(MemoryBank.from_pretrained(tmp_path / "bank"), config)
+    assert scored["joint"]["accuracy"] == result["accuracy"]
+    assert scored["per-task"]["accuracy"] == result["per_task"]["accuracy"]
+    key = "rotation_degrees" if kind == "rotations" else "permutation"
+    assert all(key in t["transform"] for t in definition["tasks"])
+    with pytest.raises(ValueError, match="no task named 'task-09'"):
+        task_test_set(definition, "task-09")
+    with pytest.raises(ValueError, match="not a stream definition"):
+        task_test_set({"stream": kind}, "task-00")
 
 
 def test_permuted_pixels_get_full_resolution_bases(digits):
     permutations, rotations = stream_of(digits, stream="permutations"), stream_of(digits, stream="rotations")
-    assert ContinualConfig().memory_layout(permutations, 640) == (8, 1)  # 8 x 64 floats <= 80% of 640
-    assert ContinualConfig().memory_layout(permutations, 320) == (4, 1)
-    assert ContinualConfig().memory_layout(rotations, 640) == (16, 2)
+    # the most bases that leave room for 4 addressing matrices (10 classes x K floats each)
+    assert ContinualConfig().memory_layout(permutations, 640) == (4, 1)  # 4 x (64 + 40) <= 640 < 8 x (64 + 40)
+    assert ContinualConfig().memory_layout(permutations, 320) == (2, 1)
+    assert ContinualConfig().memory_layout(rotations, 640) == (8, 2)  # 8 x (16 + 40) <= 640 < 16 x (16 + 40)
     assert ContinualConfig(num_bases=4, downsample=2).memory_layout(permutations, 640) == (4, 2)
+
+
+def test_each_glance_is_one_sgd_step_on_the_minibatch(digits):
+    """glances=2: two SGD steps per minibatch (La-MAML's --glances), checked against steps taken by hand."""
+    stream = stream_of(digits, tasks=1, samples_per_task=30)
+    learner = make_method(ContinualConfig(method="online", glances=2, lr=0.05), stream)
+    run_stream(learner, stream)
+    net = network("mlp", stream, 0)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05)
+    for images, labels in stream.batches(stream.tasks[0]):
+        for _ in range(2):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(images), labels).backward()
+            optimizer.step()
+    for mine, theirs in zip(net.parameters(), learner.net.parameters()):
+        assert torch.equal(mine, theirs)
+
+
+def test_ewc_fisher_is_the_mean_of_per_sample_squared_gradients(digits):
+    stream = stream_of(digits, tasks=1, samples_per_task=20)
+    net = network("mlp-16", stream, 0)
+    images, labels = stream.tasks[0].train.images[:12], stream.tasks[0].train.labels[:12]
+    fisher = per_sample_squared_gradients(net, images, labels, chunk=5)  # chunks of 5: 5 + 5 + 2
+    expected = [torch.zeros_like(p) for p in net.parameters()]
+    for x, y in zip(images, labels):  # one sample at a time, plain autograd
+        grads = torch.autograd.grad(torch.nn.functional.cross_entropy(net(x[None]), y[None]), list(net.parameters()))
+        for e, g in zip(expected, grads):
+            e += g.pow(2) / len(labels)
+    for f, e in zip(fisher, expected):
+        assert torch.allclose(f, e, rtol=1e-5, atol=1e-10)
+    # not the square of the batch gradient (what the earlier estimate was)
+    batch = torch.autograd.grad(torch.nn.functional.cross_entropy(net(images), labels), list(net.parameters()))
+    assert not torch.allclose(fisher[0], batch[0].pow(2))
+
+
+@pytest.mark.parametrize("method,option", [("online", {"lr": 1e30}), ("replay", {"lr": 1e30}),
+                                           ("ewc", {"ewc_lambda": 1e38, "lr": 1.0})])
+def test_a_diverging_baseline_stops_with_a_clear_error(digits, method, option):
+    stream = stream_of(digits, tasks=2, samples_per_task=40)
+    with pytest.raises(NonFiniteError, match=f"{method}: the loss became .*lower the learning rate"):
+        run_stream(make_method(ContinualConfig(method=method, **option), stream), stream)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_rehearsal_in_the_unroll_keeps_the_meta_gradient_exact(soft):
+    """rehearse_per_step: each inner step also trains on fixed images of earlier memories; the engine's gradient
+    must still equal autograd through the whole unroll, and the rehearsed images must change it."""
+    from hf_rtp import AddressableMemory, AddressableMemoryConfig
+    from hf_rtp.learners import MLP
+    from hf_rtp.objectives import TaskObjective
+    from hf_rtp.unroll import InnerLoop
+
+    torch.manual_seed(0)
+    config = AddressableMemoryConfig(image_shape=[1, 8, 8], class_names=["a", "b", "c"], num_bases=4, images_per_query=3,
+                                     downsample=2, mean=[0.0], std=[1.0], soft_labels=soft)
+    memory = AddressableMemory(config).double()
+    with torch.no_grad():
+        memory.bases.mul_(10)
+    g = torch.Generator().manual_seed(2)
+    old = torch.randn(20, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(5, (20,), generator=g)
+    loop = InnerLoop(MLP(1, 5, (8, 8), hidden=16).double(), lr=0.1, momentum=0.9, keep_memory=False)
+    init = [p.double() for p in loop.init_params(torch.Generator().manual_seed(1))]
+    picks = torch.stack([torch.stack([torch.randperm(3, generator=g)[:2] for _ in range(3)]) for _ in range(6)])
+    real = torch.randn(9, 1, 8, 8, generator=g, dtype=torch.float64), torch.tensor([2, 3, 4] * 3)
+
+    def run(rehearse, reference=False):
+        objective = TaskObjective(memory, [2, 3, 4], 5, rehearsal=old, rehearse_per_step=rehearse)
+        objective.feed(*real)
+        draw = objective.draw(torch.Generator().manual_seed(3))
+        return loop.run(objective.inputs(draw, picks, lambda x: x), init, reference=reference)
+
+    engine, reference = run(4), run(4, reference=True)
+    assert engine.loss == pytest.approx(reference.loss, rel=1e-12)
+    for a, b in zip(engine.grads, reference.grads):
+        assert float((a - b).norm() / b.norm().clamp_min(1e-30)) < 1e-9
+    alone = run(0)
+    assert float((alone.grads[0] - engine.grads[0]).norm() / engine.grads[0].norm()) > 1e-3

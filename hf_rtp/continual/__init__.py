@@ -18,8 +18,10 @@ from .learners import (
     make_method,
     network,
     retrain,
+    per_sample_squared_gradients,
     run_stream,
 )
+from .scoring import score_bank
 from .streams import (
     BUFFER_SAMPLES,
     STREAM_DEFAULTS,
@@ -33,11 +35,14 @@ from .streams import (
     build_stream,
     retained_accuracy,
     task_accuracy,
+    task_test_set,
+    tasks_from_definition,
 )
 
 __all__ = [
     "BUFFER_SAMPLES", "BufferOverflow", "ClassBalancedBuffer", "CompressThenRecall", "ContinualConfig", "ContinualMethod",
     "EWC", "LEARNERS", "METHODS", "Online", "Permutation", "Replay", "Reservoir", "Rotation", "STREAMS", "STREAM_DEFAULTS",
     "StreamConfig", "Task", "TaskDistiller", "TaskStream", "backward_transfer", "build_stream", "inner_loop", "make_method",
-    "network", "retained_accuracy", "retrain", "run_stream", "task_accuracy",
+    "network", "per_sample_squared_gradients", "retained_accuracy", "retrain", "run_stream", "task_accuracy",
+    "score_bank", "task_test_set", "tasks_from_definition",
 ]

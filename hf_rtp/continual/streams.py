@@ -25,6 +25,7 @@ from torch import nn
 from ..data import ImageClassificationData, load_train_test
 
 STREAMS = ("rotations", "permutations", "many", "split-cifar100")
+STREAM_FORMAT = "hf_rtp.TaskStream"
 # stream -> (tasks, training images per task, default dataset); None: all images of the task's classes
 STREAM_DEFAULTS: dict[str, tuple[int, int | None, str]] = {
     "rotations": (20, 1000, "ylecun/mnist"),
@@ -112,6 +113,65 @@ def identity(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
+def transform_definition(transform: Callable[[torch.Tensor], torch.Tensor]) -> dict:
+    """A task's transform as JSON: {"rotation_degrees": a}, {"permutation": [pixel order]} or {"identity": true}."""
+    if isinstance(transform, Rotation):
+        return {"rotation_degrees": transform.degrees}
+    if isinstance(transform, Permutation):
+        return {"permutation": transform.order.tolist()}
+    if transform is identity:
+        return {"identity": True}
+    raise ValueError(f"{transform!r} cannot be written down as a stream's transform")
+
+
+def transform_from_definition(definition: dict, mean: list[float], std: list[float]) -> Callable[[torch.Tensor], torch.Tensor]:
+    if "rotation_degrees" in definition:
+        return Rotation(float(definition["rotation_degrees"]), mean, std)
+    if "permutation" in definition:
+        return Permutation(torch.tensor(definition["permutation"], dtype=torch.long))
+    if definition.get("identity"):
+        return identity
+    raise ValueError(f"unknown transform in a stream definition: {sorted(definition)}")
+
+
+def tasks_from_definition(definition: dict, dataset: str | None = None) -> list[Task]:
+    """The tasks of a stream definition (e.g. `bank.stream` of a bank saved by compress-then-recall) with their test
+    sets: the source's test split (or the validation share, for a stream tuned on validation) under each task's
+    recorded transform. Their training images are not rebuilt (`train` is None). `dataset` replaces the recorded
+    source (a local copy of the same data)."""
+    if not isinstance(definition, dict) or definition.get("format") != STREAM_FORMAT:
+        raise ValueError(f"not a stream definition (format {STREAM_FORMAT!r}): a bank saved by compress-then-recall holds one")
+    config = StreamConfig(stream=definition["stream"], dataset=dataset or definition["dataset"], split=definition["split"],
+                          seed=int(definition["seed"]), test_per_task=definition.get("test_per_task"))
+    train, test = load_train_test(config.source, zca=False)
+    if config.split == "validation":
+        train, test = train.split_validation(0.1, seed=config.seed)
+    test = _test_subset(config, test, torch.Generator().manual_seed(config.seed))
+    tasks = []
+    for index, entry in enumerate(definition["tasks"]):
+        source = test
+        if definition["stream"] == "split-cifar100":
+            source = test.subset(torch.cat([test.per_class_indices()[c] for c in entry["classes"]]).sort().values, test.split)
+        tasks.append(Task(index, entry["name"], None, list(entry["classes"]),
+                          transform_from_definition(entry["transform"], train.mean, train.std), source))
+    return tasks
+
+
+def task_test_set(definition: dict, task: str, dataset: str | None = None) -> ImageClassificationData:
+    """Task `task`'s test set, rebuilt from a stream definition (see `tasks_from_definition`)."""
+    names = [t.get("name") for t in definition.get("tasks", [])] if isinstance(definition, dict) else []
+    if definition.get("format") == STREAM_FORMAT and task not in names:
+        raise ValueError(f"no task named {task!r} in the stream; it has {names}")
+    return next(t for t in tasks_from_definition(definition, dataset) if t.name == task).test()
+
+
+def _test_subset(config: StreamConfig, test: ImageClassificationData, generator: torch.Generator) -> ImageClassificationData:
+    """The stream's test images: all, or `test_per_task` of them (the generator's first draw)."""
+    if config.test_per_task is not None and config.test_per_task < len(test):
+        return test.subset(torch.randperm(len(test), generator=generator)[: config.test_per_task].sort().values)
+    return test
+
+
 @dataclass
 class Task:
     """One task: its training images in stream order (already transformed), the classes it is scored among
@@ -120,7 +180,7 @@ class Task:
 
     index: int
     name: str
-    train: ImageClassificationData
+    train: ImageClassificationData | None  # None for a task rebuilt from a saved definition (its test set only)
     classes: list[int]
     transform: Callable[[torch.Tensor], torch.Tensor]
     test_source: ImageClassificationData
@@ -136,6 +196,17 @@ class TaskStream:
     class_names: list[str]
     batch_size: int = 10
     config: StreamConfig | None = None
+
+    def definition(self) -> dict:
+        """What rebuilds every task's test set anywhere (`task_test_set`), stored in a bank's bank.json: the source
+        data and split, the seed, and each task's classes, training-set size and transform, stated outright (the
+        rotation angle, or the permutation itself), so no random generator has to be replayed."""
+        config = self.config or StreamConfig(stream=self.name)
+        return {"format": STREAM_FORMAT, "stream": self.name, "dataset": config.source, "split": config.split,
+                "seed": config.seed, "batch_size": self.batch_size, "test_per_task": config.test_per_task,
+                "class_names": list(self.class_names),
+                "tasks": [{"name": t.name, "classes": list(t.classes), "train_images": len(t.train),
+                           "transform": transform_definition(t.transform)} for t in self.tasks]}
 
     @property
     def num_classes(self) -> int:
@@ -160,8 +231,7 @@ def build_stream(config: StreamConfig, train: ImageClassificationData, test: Ima
     generator = torch.Generator().manual_seed(config.seed)
     tasks_n = config.num_tasks
     per_task = config.samples_per_task or STREAM_DEFAULTS[config.stream][1]
-    if config.test_per_task is not None and config.test_per_task < len(test):
-        test = test.subset(torch.randperm(len(test), generator=generator)[: config.test_per_task].sort().values)
+    test = _test_subset(config, test, generator)
     tasks = []
     if config.stream == "split-cifar100":
         way = 5
@@ -221,5 +291,8 @@ def retained_accuracy(final: list[float]) -> float:
 
 def backward_transfer(final: list[float], just_learned: list[float]) -> float:
     """BTI: the mean change of each task's accuracy from right after it was learned to the end (negative:
-    forgetting), as the paper's Table 3 reports it."""
-    return sum(f - j for f, j in zip(final, just_learned)) / len(final)
+    forgetting), over the first T-1 tasks as GEM and La-MAML define it (the last task has had no time to change).
+    0 for a single task."""
+    if len(final) < 2:
+        return 0.0
+    return sum(f - j for f, j in zip(final[:-1], just_learned[:-1])) / (len(final) - 1)
