@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     from hf_rtp.continual import StreamConfig
     from hf_rtp.continual import METHODS, ContinualConfig, make_method, run_stream
     from hf_rtp.options import add_options, build, given
+    from hf_rtp.outer_step import NonFiniteError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(parser, StreamConfig, skip=("seed",))
@@ -84,14 +85,21 @@ def main(argv: list[str] | None = None) -> None:
     record = {"stream": stream_config.stream, "split": stream_config.split, "dataset": relative(named) if named != "ylecun/mnist" else named,
               "tasks": stream_config.num_tasks, "rows": rows}
     for (method, point_tag), method_config in method_configs.items():
-        runs = []
+        runs, diverged = [], None
         for seed in args.seeds:
             stream = dataclasses.replace(stream_config, seed=seed).load()
             config = dataclasses.replace(method_config, seed=seed)
             started = time.perf_counter()
             learner = make_method(config, stream)
-            result = run_stream(learner, stream,
-                                progress=lambda line: print(f"  {method} seed {seed}: {line}", flush=True))
+            try:
+                result = run_stream(learner, stream,
+                                    progress=lambda line: print(f"  {method} seed {seed}: {line}", flush=True))
+            except NonFiniteError as error:
+                if not args.grid:
+                    raise
+                diverged = str(error)  # a grid point that diverges is a result too: recorded, and the grid goes on
+                print(f"{stream.name} {method} seed {seed}: {diverged}", flush=True)
+                break
             result["seed"] = seed
             runs.append(result)
             if args.save_bank and method == "compress-then-recall" and seed == args.seeds[0]:
@@ -103,8 +111,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{stream.name} {method} seed {seed}: RA {100 * result['retained_accuracy']:.2f}%"
                   + (f", BTI {100 * result['backward_transfer']:.2f}" if "backward_transfer" in result else "")
                   + f" ({time.perf_counter() - started:.0f} s)", flush=True)
-        ra = [r["retained_accuracy"] for r in runs]
         tag = " ".join(t for t in (method, args.tag, point_tag) if t)
+        if diverged:
+            rows.append({"tag": tag, "method": method, "command": command_line(), "config": dataclasses.asdict(method_config),
+                         "stream_config": dataclasses.asdict(stream_config), "diverged": diverged})
+            write_result(output, record, args, row_key=lambda r: r["tag"])
+            continue
+        ra = [r["retained_accuracy"] for r in runs]
         row = {"tag": tag, "method": method, "command": command_line(),
                "recall_mode": "joint" if method == "compress-then-recall" else None,
                "config": dataclasses.asdict(method_config), "stream_config": dataclasses.asdict(stream_config),

@@ -8,7 +8,10 @@ recorded rotation or permutation), retrains the stream's network on the bank's r
 `retrain_*` settings (`joint`: one network on everything, scored on every task; `per-task`: one network per task
 memory, each task scored by its own) and prints RA. With the run's settings and seed, a bank scores what its run
 reported; with others, this is how the retraining recipe is tuned on a validation bank without distilling again.
-`--output` (no default: a committed result is never overwritten unasked) merges one row per --tag.
+`--real-per-task N [N ...]` also trains the same network, with the same recipe, on N random raw training images of
+each task (the stream rebuilt from bank.json's definition): the joint and per-task numbers real data of known size
+gives, next to the memories'. `--output` (no default: a committed result is never overwritten unasked) merges one
+row per --tag (real-data rows: `real N per task`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default=None, help="a local copy of the recorded source (default: the local "
                                                         "MNIST for ylecun/mnist when present)")
     parser.add_argument("--tag", default="as run", help="the row's name in --output")
+    parser.add_argument("--real-per-task", type=int, nargs="+", default=[], help="also score N random raw images per task")
     add_result_options(parser, None, mergeable=True)
     parser.add_argument("--output", default=None, help="merge a row into this JSON (default: print only)")
     args = parser.parse_args(argv)
@@ -48,13 +52,44 @@ def main(argv: list[str] | None = None) -> None:
     for mode in ("joint", "per-task"):
         print(f"{args.bank} ({bank.stream['stream']}, {bank.stream['split']} split, {len(bank)} tasks) {mode}: "
               f"RA {100 * scored[mode]['retained_accuracy']:.2f}%")
+    rows = [{"tag": args.tag, "command": command_line(), "config": dataclasses.asdict(config), **scored,
+             "seconds": time.perf_counter() - started}]
+    for count in args.real_per_task:
+        real = score_real(bank.stream, config, count, dataset)
+        for mode in ("joint", "per-task"):
+            print(f"{count} raw images per task, {mode}: RA {100 * real[mode]['retained_accuracy']:.2f}%")
+        rows.append({"tag": f"real {count} per task", "command": command_line(), "config": dataclasses.asdict(config),
+                     "real_per_task": count, **real})
     if args.output:
         args.merge = True
-        row = {"tag": args.tag, "command": command_line(), "config": dataclasses.asdict(config), **scored,
-               "seconds": time.perf_counter() - started}
-        record = {"bank": args.bank, "stream": bank.stream["stream"], "split": bank.stream["split"], "rows": [row]}
+        record = {"bank": args.bank, "stream": bank.stream["stream"], "split": bank.stream["split"], "rows": rows}
         write_result(args.output, record, args, row_key=lambda r: r["tag"])
         print(f"wrote {args.output}")
+
+
+def score_real(definition: dict, config, count: int, dataset: str | None) -> dict:
+    """Joint and per-task RA of the stream's network trained (config's retrain_* recipe) on `count` random raw
+    training images of each task, the stream rebuilt from its definition (same seed: same tasks)."""
+    import torch
+
+    from hf_rtp.continual import StreamConfig, retained_accuracy, retrain, task_accuracy
+
+    stream = StreamConfig(stream=definition["stream"], dataset=dataset or definition["dataset"], split=definition["split"],
+                          seed=int(definition["seed"]), tasks=len(definition["tasks"]),
+                          samples_per_task=definition["tasks"][0]["train_images"],
+                          test_per_task=definition.get("test_per_task")).load()
+    generator = torch.Generator().manual_seed(config.seed)
+    picked = []
+    for task in stream.tasks:
+        rows = torch.randperm(len(task.train), generator=generator)[:count]
+        picked.append((task.train.images[rows], task.train.labels[rows]))
+    joint = retrain(config, torch.cat([x for x, _ in picked]), torch.cat([y for _, y in picked]), stream.num_classes, config.seed)
+    together = [task_accuracy(joint, task) for task in stream.tasks]
+    own = [task_accuracy(retrain(config, x, y, stream.num_classes, config.seed), task)
+           for (x, y), task in zip(picked, stream.tasks)]
+    return {"tasks": [t.name for t in stream.tasks],
+            "joint": {"accuracy": together, "retained_accuracy": retained_accuracy(together)},
+            "per-task": {"accuracy": own, "retained_accuracy": retained_accuracy(own)}}
 
 
 if __name__ == "__main__":
