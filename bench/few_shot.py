@@ -25,27 +25,6 @@ import time
 from common import RESULTS, add_result_options, command_line, default_device, resolve_dataset, write_result
 
 
-def train_classifier(name: str, kwargs: dict, train, epochs: int, device: str, seed: int = 0):
-    """The timm network `name` as a classifier of `train`'s classes (AdamW 1e-3, batch 256, `epochs` epochs)."""
-    import timm
-    import torch
-    import torch.nn.functional as F
-
-    torch.manual_seed(seed)
-    net = timm.create_model(name, in_chans=train.image_shape[0], num_classes=train.num_classes, pretrained=False, **kwargs)
-    net.to(device).train()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(train), generator=generator)
-        for start in range(0, len(order), 256):
-            rows = order[start : start + 256]
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(net(train.images[rows].to(device)), train.labels[rows].to(device)).backward()
-            optimizer.step()
-    return net.eval()
-
-
 def features(net, images, device):
     import torch
 
@@ -82,6 +61,7 @@ def main() -> None:
     from hf_rtp import AddressableMemory
     from hf_rtp.data import load_train_test
     from hf_rtp.episodes import draw_episodes, episode_accuracy
+    from hf_rtp.query_head import train_supervised
     from hf_rtp.evaluate import EvalConfig, accuracy_on, train_from_scratch
 
     device = args.device or default_device()
@@ -97,8 +77,8 @@ def main() -> None:
     if args.held_out and set(args.held_out) & set(seen):
         raise SystemExit(f"few_shot.py: --held-out {args.held_out} overlaps the memory's classes {seen}")
     started = time.perf_counter()
-    classifier = train_classifier(by_images.config.query_encoder, by_images.config.query_encoder_kwargs, train,
-                                  args.classifier_epochs, device, args.seed)
+    classifier = train_supervised(by_images.config.query_encoder, by_images.config.query_encoder_kwargs, train,
+                                  args.classifier_epochs, device, args.seed)  # the supervised start's recipe
     print(f"classifier {by_images.config.query_encoder} trained in {time.perf_counter() - started:.0f} s", flush=True)
     learner = EvalConfig(epochs=args.learner_epochs, width=args.learner_width, progress=False, seed=args.seed,
                          compile=args.compile)

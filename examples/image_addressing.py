@@ -21,21 +21,32 @@ from hf_rtp.evaluate import EvalConfig, accuracy_on, dataset_tensors, train_from
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--dataset", default="digits")
 parser.add_argument("--encoder", default="resnet10t", help="any timm model name")
-parser.add_argument("--query-dim", type=int, default=32)
+parser.add_argument("--encoder-start", default="supervised", choices=["random", "pretrained", "supervised"],
+                    help="where the encoder starts: supervised on the training split first (the default: seconds on "
+                         "the digits), timm's pretrained weights (online, or --encoder-weights FILE), or random")
+parser.add_argument("--encoder-weights", default=None, help="local weights for --encoder-start pretrained")
+parser.add_argument("--query-dim", type=int, default=8, help="width of the query space (its addressing costs "
+                                                            "query-dim x bases floats per recalled image)")
+parser.add_argument("--num-bases", type=int, default=8)
+parser.add_argument("--steps", type=int, default=300, help="outer steps (or fewer, within --max-minutes)")
 parser.add_argument("--max-minutes", type=float, default=3)
+parser.add_argument("--final-models", type=int, default=20, help="few-shot test episodes of the final score")
 parser.add_argument("--output-dir", default="outputs/image-addressing")
 parser.add_argument("--push-to-hub", default=None, help="Hub repo id to share the memory under (needs a token)")
 args = parser.parse_args()
 
 train, test = DataConfig(args.dataset).load()
 torch.manual_seed(0)
-memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=16, query_encoder=args.encoder, query_dim=args.query_dim)
+memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=args.num_bases, query_encoder=args.encoder,
+                                      query_dim=args.query_dim)
 print(f"memory: {memory.config.storage_floats()} floats of budget, query head {memory.config.query_head_floats()} floats")
 
-# 1. Distil: 5-way episodes with 1 shot per class; validation and the final score are few-shot episodes too.
-config = DistillConfig(steps=100_000, max_minutes=args.max_minutes, unroll_steps=20, learner_width=32,
+# 1. Distil: 5-way episodes with 1 shot per class; validation and the final score are few-shot episodes too. The
+#    memory starts from real images (the default for memories addressed by images) and its encoder from --encoder-start.
+config = DistillConfig(steps=args.steps, max_minutes=args.max_minutes, unroll_steps=20, learner_width=32,
                        classes_per_step=5, shots=1, synthetic_per_class=4, real_per_class=16, optimizer="adam",
-                       lr=0.01, eval_every=20, eval_epochs=100, eval_width=32, final_models=20, final_epochs=100,
+                       lr=0.01, eval_every=20, eval_epochs=100, eval_width=32, final_models=args.final_models,
+                       final_epochs=100, query_encoder_start=args.encoder_start, query_encoder_weights=args.encoder_weights,
                        output_dir=args.output_dir, overwrite_output_dir=True, progress=True)
 memory = distill_memory(config, memory, train, test=test)
 print(f"few-shot test accuracy: {100 * memory.config.evaluation['accuracy']['mean']:.1f}% "

@@ -231,7 +231,8 @@ def info_summary(memory, name: str) -> str:
     if cfg.addressed_by_images:
         lines.insert(2, ("addressed", f"by images: a {cfg.query_encoder} query head ({cfg.query_head_floats()} floats, "
                                       f"outside the budget) projects each image to a {cfg.query_dim}-d query; "
-                                      f"r={cfg.images_per_query} images recalled per query"))
+                                      f"r={cfg.images_per_query} images recalled per query; its encoder started "
+                                      f"{cfg.query_encoder_start or 'unrecorded (distilled before starts were recorded)'}"))
     if cfg.distillation:
         d = cfg.distillation
         lines.append(("distilled", f"{d.get('outer_steps')} outer steps in {d.get('minutes')} min, T={d.get('unroll_steps')}, "
@@ -260,6 +261,7 @@ def run_info(args: argparse.Namespace) -> None:
             "num_bases": cfg.num_bases, "images_per_query": cfg.images_per_query, "downsample": cfg.downsample,
             "storage_floats": cfg.storage_floats(), "budget_ipc": round(cfg.budget_ipc(), 4),
             "query_encoder": cfg.query_encoder, "query_head_floats": cfg.query_head_floats(),
+            "query_encoder_start": cfg.query_encoder_start,
             "distillation": cfg.distillation, "evaluation": cfg.evaluation,
         }, indent=1))
     else:

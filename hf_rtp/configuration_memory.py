@@ -134,6 +134,9 @@ class AddressableMemoryConfig(PretrainedConfig):
     query_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra timm.create_model arguments of the query encoder (e.g. {"patch_size": 4} for a ViT); in_chans,
     num_classes and pretrained follow from the memory and may not be set."""
+    query_encoder_start: str | None = None
+    """Where the query head's encoder started (`random`, `pretrained:<weights>`, `supervised:<data> (<n> epochs)`),
+    recorded by the Distiller for the card and `hf-rtp info`; None for a memory addressed by labels or never distilled."""
     output_mean: float = 0.0
     """Mean of a recalled image's pixels under output_norm='standardize' (the data's mean per-image mean)."""
     output_std: float = 1.0

@@ -30,6 +30,7 @@ from .modeling_memory import AddressableMemory
 from .objectives import objective_for
 from .options import check_fields
 from .outer_step import NonFiniteError, OuterStep, build_optimizer
+from .query_head import start_encoder
 from .host import compiler_available
 from .session import RunSession, run_settings
 from .unroll import InnerLoop
@@ -59,7 +60,11 @@ class DistillConfig:
     augment: str | None = field(default=None, metadata={"help": "Differentiable augmentation drawn once per unroll and applied to every inner step's recalled images and to the real batch: DSA ops joined by _ (e.g. flip_rotate, the paper's CIFAR setting) or a named strategy (cifar, dsa, digits); None for none."})
     compile: bool | None = field(default=None, metadata={"help": "torch.compile the per-step work of the unroll and the validation networks (about 1.4x faster on CPU after a one-off compile of under a minute). None: on where a compiler exists (a C++ compiler on CPU, Triton on a GPU)."})
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = field(default="default", metadata={"help": "torch.compile's mode for the unroll's per-step work: `reduce-overhead` replays it as CUDA graphs (on an H100 at T=150, 0.32 s per outer step against 0.70 s compiled and 1.52 s eager; GPU only, check your gradients on your setup)."})
-    init: Literal["random", "real"] = field(default="random", metadata={"help": "How a new memory starts: `random` tables (Xavier, the paper) or `real` images of the training split at the data's scale (one_hot: the images; learned: bases spanning real images and addressing that recalls some of them; image-addressed: bases spanning real images and a query head standardised on them)."})
+    init: Literal["auto", "random", "real"] = field(default="auto", metadata={"help": "How a new memory starts: `random` tables (Xavier, the paper) or `real` images of the training split at the data's scale (one_hot: the images; learned: bases spanning real images and addressing that recalls some of them; image-addressed: bases spanning real images and a query head standardised on them). `auto`: `real` for a memory addressed by images (from random tables they stayed at chance), `random` otherwise."})
+    query_encoder_start: Literal["random", "pretrained", "supervised"] = field(default="random", metadata={"help": "Image-addressed memories: where the query head's encoder starts: timm's `random` init, timm's `pretrained` weights (from the Hub by name, or --query-encoder-weights offline), or `supervised` training as a classifier of the training split first (the few-shot baselines' recipe: AdamW 1e-3, --query-encoder-epochs epochs)."})
+    query_encoder_weights: str | None = field(default=None, metadata={"help": "A local weights file, or a folder holding model.safetensors / pytorch_model.bin, for --query-encoder-start pretrained (timm's pretrained-config mechanism: it adapts the first convolution to the image's channels and drops the classifier)."})
+    query_encoder_epochs: int = field(default=5, metadata={"min": 1, "help": "Epochs of the supervised start (--query-encoder-start supervised)."})
+    query_encoder_lr: float | None = field(default=None, metadata={"help": "Outer learning rate of the query head's encoder (its projection learns at `lr`); 0 freezes the encoder; None: `lr`."})
     inner_loops: int = field(default=1, metadata={"min": 1, "help": 'Independent unrolls per process per outer step, averaged.'})
     optimizer: Literal["sgd", "adam"] = field(default="sgd", metadata={"help": "Outer optimizer for bases and addressing: `sgd` (the authors') or `adam`."})
     lr: float = field(default=0.1, metadata={"help": 'Outer learning rate.'})
@@ -88,6 +93,10 @@ class DistillConfig:
         check_fields(self)  # minimum values and choices, from the fields' declarations
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        if self.query_encoder_lr is not None and not self.query_encoder_lr >= 0:
+            raise ValueError(f"query_encoder_lr must be >= 0 (0 freezes the encoder; None: lr), got {self.query_encoder_lr}")
+        if self.query_encoder_weights is not None and self.query_encoder_start != "pretrained":
+            raise ValueError("query_encoder_weights are the weights of --query-encoder-start pretrained")
         if self.inner_lr <= 0 or self.lr <= 0 or (self.label_lr is not None and self.label_lr <= 0):
             raise ValueError(f"learning rates must be positive, got inner_lr={self.inner_lr}, lr={self.lr}, label_lr={self.label_lr}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
@@ -186,7 +195,7 @@ class Distiller:
             for name in learner_specs(config.inner_learner, unrolled=True)
         ]
         self.optimizer = build_optimizer(self.memory, config.optimizer, config.lr, config.momentum,
-                                         {"labels": config.label_lr})
+                                         {"labels": config.label_lr, "query_encoder": config.query_encoder_lr})
         world = self.accelerator.num_processes
         self.outer_step = OuterStep(self.objective, self.inner, self.optimizer, config.synthetic_per_class,
                                     augment=config.augment, random_window=config.random_window,
@@ -293,14 +302,27 @@ class Distiller:
             checkpoint = self.session.start(self.device)
             if checkpoint is not None:
                 self._restore(checkpoint)
-            elif self.config.init == "real":
-                # Every rank draws the same images (same seed, same data), so the memories stay identical.
-                init_from_real(self.memory, self.train_data, torch.Generator().manual_seed(self.config.seed))
+            else:
+                cfg, mc = self.config, self.memory.config
+                if mc.addressed_by_images:  # the head's encoder first: the real-image start standardises its queries
+                    mc.query_encoder_start = start_encoder(
+                        self.memory.query_head, mc.query_encoder, mc.query_encoder_kwargs, cfg.query_encoder_start,
+                        cfg.query_encoder_weights, self.train_data, cfg.query_encoder_epochs, cfg.seed)
+                if self.init == "real":
+                    # Every rank draws the same images (same seed, same data), so the memories stay identical.
+                    init_from_real(self.memory, self.train_data, torch.Generator().manual_seed(cfg.seed))
             self.accelerator.wait_for_everyone()
         except BaseException:
             self.session.__exit__(None, None, None)
             raise
         self._prepared = True
+
+    @property
+    def init(self) -> str:
+        """How a new memory starts: `config.init`, or by default real images for a memory addressed by images."""
+        if self.config.init != "auto":
+            return self.config.init
+        return "real" if self.memory.config.addressed_by_images else "random"
 
     def _release(self) -> None:
         if self._prepared:
@@ -362,7 +384,7 @@ class Distiller:
             "unroll_steps": cfg.unroll_steps, "window": cfg.window, "inner_momentum": cfg.inner_momentum,
             "learner_width": cfg.learner_width,
             **({"inner_learner": cfg.inner_learner} if cfg.inner_learner != "convnet" else {}),
-            "optimizer": cfg.optimizer, "init": cfg.init, "compile": self.compile, "augment": cfg.augment, "lr": cfg.lr,
+            "optimizer": cfg.optimizer, "init": self.init, "compile": self.compile, "augment": cfg.augment, "lr": cfg.lr,
             **({"label_lr": cfg.label_lr or cfg.lr} if self.memory.config.soft_labels else {}),
             "processes": self.accelerator.num_processes, "minutes": round(self.elapsed / 60, 2), "seed": cfg.seed,
         }

@@ -90,12 +90,14 @@ class AddressableMemory(PreTrainedModel):
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """The memory's parameters by role, each an optimizer group that may learn at its own rate: `tables` (the
-        bases and addressing of eqn 2), `labels` (learned soft labels), `query_head` (image addressing)."""
+        bases and addressing of eqn 2), `labels` (learned soft labels), and for image addressing `query_projection`
+        and `query_encoder` (the timm feature extractor, which may learn slower or be frozen)."""
         groups = {"tables": [p for p in (self.bases, self.addressing) if p is not None]}
         if self.config.soft_labels:
             groups["labels"] = [self.label_bases, self.label_scale]
         if self.config.addressed_by_images:
-            groups["query_head"] = list(self.query_head.parameters())
+            groups["query_projection"] = list(self.query_head.projection.parameters())
+            groups["query_encoder"] = list(self.query_head.encoder.parameters())
         return groups
 
     # ---- addressing -------------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def episode_inputs(memory: AddressableMemory, shots: torch.Tensor, picks: torch.
                             batch_size=len(labels))
     leaf = queries.detach().requires_grad_(True)
     groups = memory.parameter_groups()
-    tables, head = groups["tables"], groups["query_head"]
+    tables, head = groups["tables"], groups["query_projection"] + groups["query_encoder"]
 
     def recall(t: int) -> tuple[torch.Tensor, torch.Tensor]:
         return augment(memory.synthesize(memory.coefficients(leaf, picks[t]))), labels

@@ -25,10 +25,11 @@ class NonFiniteError(FloatingPointError):
 def build_optimizer(memory, name: str, lr: float, momentum: float = 0.0,
                     group_lr: dict[str, float | None] | None = None) -> torch.optim.Optimizer:
     """`sgd` (with `momentum`) or `adam` over the memory's parameter groups (`parameter_groups`), each at `lr` unless
-    `group_lr` names another rate for it (e.g. `labels` for learned soft labels)."""
+    `group_lr` names another rate for it (e.g. `labels` for learned soft labels); a rate of 0 leaves the group out
+    (frozen, e.g. a pretrained query encoder)."""
     group_lr = group_lr or {}
     groups = [{"params": params, **({"lr": group_lr[role]} if group_lr.get(role) is not None else {})}
-              for role, params in memory.parameter_groups().items()]
+              for role, params in memory.parameter_groups().items() if group_lr.get(role) != 0]
     if name == "adam":
         return torch.optim.Adam(groups, lr=lr)
     if name == "sgd":

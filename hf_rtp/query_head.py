@@ -2,12 +2,21 @@
 
 Sec 5.3.2 of the paper addresses a memory by images: a few pictures of a class make one query y, and eqn 2 recalls
 r training images from it. The head is part of the memory (its weights sit in the same model.safetensors) and is
-rebuilt by name from the config, so a memory loads anywhere timm is installed, offline included (never pretrained
-weights from the network: they are the memory's own, learned jointly with the bases and addressing).
+rebuilt by name from the config, so a memory loads anywhere timm is installed, offline included (a saved memory's
+head is always its own weights, never fetched again).
+
+Where a new head's encoder starts (`start_encoder`, recorded in the config's `query_encoder_start`):
+- `random`: timm's initialisation, learned only through the meta-gradient;
+- `pretrained`: timm's pretrained weights for the model, by name from the Hub (online) or from a local weights file
+  or folder through timm's own pretrained-config mechanism (`pretrained_cfg_overlay=dict(file=...)`), so timm adapts
+  the first convolution to the image's channels and drops its classifier exactly as for its own downloads;
+- `supervised`: trained as a classifier of the distillation's training split first (`train_supervised`, the recipe
+  the few-shot baselines' backbone uses: AdamW 1e-3, batches of 256), its classifier then dropped.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -27,6 +36,95 @@ def create_encoder(name: str, in_channels: int, kwargs: dict[str, Any] | None = 
             raise ValueError(f"query_encoder_kwargs must not set {fixed!r}: it follows from the memory "
                              f"(in_chans from the image shape, num_classes=0, pretrained=False)")
     return timm.create_model(name, in_chans=in_channels, num_classes=0, pretrained=False, **kwargs)
+
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+def pretrained_encoder(name: str, in_channels: int, kwargs: dict[str, Any] | None = None,
+                       weights: str | None = None) -> nn.Module:
+    """timm model `name` with pretrained weights, as a feature extractor (no classifier): timm's default weights for
+    it (downloaded: online), or `weights`, a local file or a folder holding one of WEIGHT_FILES (offline)."""
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(f"query_encoder {name!r} is not a timm model name (see timm.list_models())")
+    overlay = None
+    if weights is not None:
+        path = Path(weights)
+        if path.is_dir():
+            found = [path / f for f in WEIGHT_FILES if (path / f).is_file()]
+            if not found:
+                raise ValueError(f"query encoder weights: {path} holds none of {', '.join(WEIGHT_FILES)}")
+            path = found[0]
+        if not path.is_file():
+            raise ValueError(f"query encoder weights: no such file or folder: {weights}")
+        overlay = {"file": str(path)}
+    where = weights or "the Hugging Face Hub (online; offline, pass a local weights file)"
+    try:
+        model = timm.create_model(name, in_chans=in_channels, num_classes=0, pretrained=True,
+                                  pretrained_cfg_overlay=overlay, **dict(kwargs or {}))
+        if overlay is not None:  # timm skips what it cannot adapt with a warning: a file of another model must fail
+            held = set(timm.models.load_state_dict(overlay["file"]))
+            missing = sorted(set(model.state_dict()) - held)
+            if missing:
+                raise ValueError(f"the file holds no {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}")
+        return model
+    except (RuntimeError, OSError, KeyError, ValueError) as error:
+        raise ValueError(f"cannot load pretrained {name} weights from {where}: {str(error).splitlines()[0]}") from error
+
+
+def train_supervised(name: str, kwargs: dict[str, Any] | None, train, epochs: int, device: str | torch.device = "cpu",
+                     seed: int = 0) -> nn.Module:
+    """timm model `name` trained from scratch as a classifier of `train` (an ImageClassificationData): AdamW 1e-3,
+    batches of 256, `epochs` epochs, seeded. The supervised start of a query encoder, and the backbone of the
+    few-shot baselines (bench/few_shot.py), so the two compare on one recipe."""
+    import timm
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    net = timm.create_model(name, in_chans=train.image_shape[0], num_classes=train.num_classes, pretrained=False,
+                            **dict(kwargs or {}))
+    net.to(device).train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(train), generator=generator)
+        for start in range(0, len(order), 256):
+            rows = order[start : start + 256]
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(net(train.images[rows].to(device)), train.labels[rows].to(device)).backward()
+            optimizer.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def start_encoder(head: "QueryHead", name: str, kwargs: dict[str, Any] | None, start: str, weights: str | None = None,
+                  train=None, epochs: int = 5, seed: int = 0) -> str:
+    """Set `head.encoder`'s weights for `start` (random, pretrained or supervised; see the module docstring) and
+    return the description a memory's config records (e.g. `pretrained:resnet10t.a1_in1k`)."""
+    if start == "random":
+        return "random"
+    if start == "pretrained":
+        source = pretrained_encoder(name, head.image_shape[0], kwargs, weights)
+        loaded = source.pretrained_cfg.get("file")
+        tag = f"file {Path(loaded).name}" if weights is not None and loaded else source.pretrained_cfg.get("hf_hub_id") or name
+        description = f"pretrained:{tag}"
+    elif start == "supervised":
+        if train is None:
+            raise ValueError("a supervised start trains the encoder on the training split: pass train=")
+        with torch.enable_grad():
+            source = train_supervised(name, kwargs, train, epochs, head.projection.weight.device, seed)
+        source.reset_classifier(0)
+        description = f"supervised:{train.name or 'training split'} ({epochs} epochs)"
+    else:
+        raise ValueError(f"query encoder start must be random, pretrained or supervised, got {start!r}")
+    state = source.state_dict()
+    missing, unexpected = head.encoder.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"the {start} {name} weights do not fit the head's encoder (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    return description
 
 
 def feature_width(encoder: nn.Module) -> int:

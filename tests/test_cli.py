@@ -94,7 +94,7 @@ def test_help_shows_the_defaults_that_apply_and_choices():
     # the digits preset (the default dataset) is what runs: --help must say so next to the dataclass default
     assert "(default: 2000; 200 for digits (the default dataset); 200 for ylecun/mnist)" in help_text
     assert "(default: 150; 50 for digits (the default dataset); 50 for ylecun/mnist)" in help_text
-    assert "(default: random; real for ylecun/mnist)" in help_text and "--init {random,real}" in help_text
+    assert "(default: auto; real for ylecun/mnist)" in help_text and "--init {auto,random,real}" in help_text
     assert "(default: 16; 8 for digits (the default dataset); 128 for ylecun/mnist at --ipc 10)" in help_text
     assert "--output-norm {none,standardize}" in help_text
     assert "--optimizer {sgd,adam}" in help_text and "--report-to {none,tensorboard,wandb,trackio}" in help_text

@@ -294,3 +294,91 @@ def test_few_shot_evaluation_scores_the_episodes_draw_episodes_gives():
     episodes = draw_episodes(digits, 3, 2, 100, 3, 11)
     assert record["accuracy"]["runs"] == [episode_accuracy(memory, e, config, "cpu") for e in episodes]
     assert len({tuple(e.classes) for e in episodes}) > 1  # three different episodes, not one scored thrice
+
+
+# ---- where the query encoder starts (random, pretrained, supervised), frozen or at its own rate -----------------
+
+
+def test_a_pretrained_start_loads_a_local_timm_checkpoint_offline_through_timms_pretrained_config(tmp_path):
+    """A checkpoint the way timm publishes it (3 input channels, a 1000-way classifier), loaded into a 1-channel
+    head without its classifier: timm sums the first convolution over the colour channels and drops `fc`."""
+    import timm
+    from safetensors.torch import save_file
+
+    from hf_rtp.query_head import start_encoder
+
+    torch.manual_seed(3)
+    published = timm.create_model(ENCODER, pretrained=False)
+    save_file({k: v.contiguous() for k, v in published.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    memory = image_memory()
+    start = start_encoder(memory.query_head, ENCODER, {}, "pretrained", weights=str(tmp_path))
+    assert start == "pretrained:file model.safetensors"
+    mine, theirs = memory.query_head.encoder.state_dict(), published.state_dict()
+    assert torch.equal(mine["conv1.0.weight"], theirs["conv1.0.weight"].sum(1, keepdim=True))
+    shared = [k for k in mine if k != "conv1.0.weight"]
+    assert shared and all(torch.equal(mine[k], theirs[k]) for k in shared) and "fc.weight" not in mine
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds none of model.safetensors"):
+        start_encoder(memory.query_head, ENCODER, {}, "pretrained", weights=str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="no such file or folder"):
+        start_encoder(memory.query_head, ENCODER, {}, "pretrained", weights=str(tmp_path / "missing.pth"))
+    save_file({"something": torch.zeros(3)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match=f"cannot load pretrained {ENCODER} weights from"):
+        start_encoder(memory.query_head, ENCODER, {}, "pretrained", weights=str(tmp_path / "other.safetensors"))
+
+
+def test_a_supervised_start_is_the_few_shot_baselines_backbone_without_its_classifier():
+    from hf_rtp.data import load_image_dataset
+    from hf_rtp.query_head import start_encoder, train_supervised
+
+    digits = load_image_dataset("digits", "train")
+    memory = AddressableMemory.for_dataset(digits, ipc=1, num_bases=8, query_encoder=ENCODER, query_dim=6)
+    start = start_encoder(memory.query_head, ENCODER, {}, "supervised", train=digits, epochs=1, seed=4)
+    assert start == "supervised:digits (1 epochs)"
+    backbone = train_supervised(ENCODER, {}, digits, 1, "cpu", 4).state_dict()
+    mine = memory.query_head.encoder.state_dict()
+    assert all(torch.equal(v, backbone[k]) for k, v in mine.items()) and "fc.weight" in backbone
+
+
+def test_a_frozen_encoder_stays_as_it_started_while_the_projection_learns(tmp_path):
+    """--query-encoder-start supervised --query-encoder-lr 0: the supervised encoder is what the memory keeps; the
+    start is recorded in the config (card, info) and image memories start from real images by default."""
+    from hf_rtp import distill_memory
+    from hf_rtp.data import load_image_dataset
+    from hf_rtp.query_head import start_encoder
+
+    from helpers import state, tiny
+
+    train, test = load_image_dataset("digits", "train"), load_image_dataset("digits", "test")
+    torch.manual_seed(0)
+    memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=8, query_encoder=ENCODER, query_dim=6)
+    projection = memory.query_head.projection.weight.detach().clone()
+    settings = dict(classes_per_step=3, shots=1, eval_episodes=2, final_models=0, query_encoder_start="supervised",
+                    query_encoder_epochs=1, query_encoder_lr=0.0, validation_fraction=0.1)
+    done = distill_memory(tiny(tmp_path / "run", steps=3, **settings), memory, train)
+    assert done.config.query_encoder_start.startswith("supervised:") and done.config.distillation["init"] == "real"
+    assert not torch.equal(done.query_head.projection.weight.detach(), projection)  # the projection learned
+    # frozen: the encoder is exactly its supervised start, trained on the Distiller's training part (seed 0)
+    again = AddressableMemory.for_dataset(train, ipc=1, num_bases=8, query_encoder=ENCODER, query_dim=6)
+    start_encoder(again.query_head, ENCODER, {}, "supervised", train=train.split_validation(0.1, seed=0)[0], epochs=1)
+    encoder = {k: v for k, v in state(done).items() if k.startswith("query_head.encoder.")}
+    assert encoder and all(torch.equal(v, again.state_dict()[k]) for k, v in encoder.items())
+    assert "started supervised:" in (tmp_path / "run" / "memory" / "README.md").read_text()
+
+
+def test_the_image_addressing_example_runs_on_its_defaults(tmp_path):
+    """examples/image_addressing.py as documented (embedded digits, its default encoder, start and sizes), shortened
+    to 2 outer steps and 2 test episodes: it used to stop with a BudgetError on its own defaults."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "image_addressing.py"
+    done = subprocess.run([sys.executable, str(example), "--steps", "2", "--final-models", "2", "--output-dir",
+                           str(tmp_path / "run")], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "few-shot test accuracy" in done.stdout and "2-way classifier trained only on the recall" in done.stdout
+    config = AddressableMemory.from_pretrained(tmp_path / "run" / "memory").config
+    assert config.query_encoder_start.startswith("supervised:") and config.distillation["init"] == "real"
