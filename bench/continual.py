@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
                 for task, accuracy in zip(stream.tasks, result["accuracy"]):
                     learner.bank.accuracy[task.name] = accuracy
                 learner.bank.stream["dataset"] = named  # the Hub id, not this machine's copy of it
-                learner.bank.save_pretrained(args.save_bank)
+                learner.bank.save_pretrained(args.save_bank, pictures=False)  # 100 tasks' pictures: 80 MB
                 result["bank"] = relative(args.save_bank)
             print(f"{stream.name} {method} seed {seed}: RA {100 * result['retained_accuracy']:.2f}%"
                   + (f", BTI {100 * result['backward_transfer']:.2f}" if "backward_transfer" in result else "")

@@ -113,64 +113,61 @@ hf-rtp distill --dataset ../shared/data/mnist --classes 0,1,2,3,4 --ipc 2 --quer
 python bench/few_shot.py bench/results/runs/mnist-ipc1-by-images-0to4/memory bench/results/memories/mnist-ipc1-memory-preset --held-out 5 6 7 8 9 --way 5 --shots 1 --episodes 100
 python bench/few_shot.py bench/results/runs/mnist-ipc1-by-images-0to4/memory bench/results/memories/mnist-ipc1-memory-preset --held-out 5 6 7 8 9 --way 5 --shots 5 --episodes 100 --compile --merge
 python bench/report.py
-# Issue 13: continual learning. The baselines' learning rate and EWC's strength, chosen on the validation split
-# (20 tasks each; compress-then-recall's settings were piloted on 3 validation tasks, see docs/continual.md)
-python bench/continual.py --stream rotations --split validation --methods online replay --lr 0.01 --tag lr0.01
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.01 --ewc-lambda 1 --tag lr0.01-lambda1
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.01 --ewc-lambda 10 --tag lr0.01-lambda10
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.01 --ewc-lambda 100 --tag lr0.01-lambda100
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.01 --ewc-lambda 1000 --tag lr0.01-lambda1000
-python bench/continual.py --stream rotations --split validation --methods online replay --lr 0.03 --tag lr0.03
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.03 --ewc-lambda 1 --tag lr0.03-lambda1
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.03 --ewc-lambda 10 --tag lr0.03-lambda10
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.03 --ewc-lambda 100 --tag lr0.03-lambda100
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.03 --ewc-lambda 1000 --tag lr0.03-lambda1000
-python bench/continual.py --stream rotations --split validation --methods online replay --lr 0.1 --tag lr0.1
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.1 --ewc-lambda 1 --tag lr0.1-lambda1
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.1 --ewc-lambda 10 --tag lr0.1-lambda10
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.1 --ewc-lambda 100 --tag lr0.1-lambda100
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.1 --ewc-lambda 1000 --tag lr0.1-lambda1000
-python bench/continual.py --stream rotations --split validation --methods online replay --lr 0.3 --tag lr0.3
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.3 --ewc-lambda 1 --tag lr0.3-lambda1
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.3 --ewc-lambda 10 --tag lr0.3-lambda10
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.3 --ewc-lambda 100 --tag lr0.3-lambda100
-python bench/continual.py --stream rotations --split validation --methods ewc --lr 0.3 --ewc-lambda 1000 --tag lr0.3-lambda1000
-python bench/continual.py --stream permutations --split validation --methods online replay --lr 0.01 --tag lr0.01
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.01 --ewc-lambda 1 --tag lr0.01-lambda1
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.01 --ewc-lambda 10 --tag lr0.01-lambda10
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.01 --ewc-lambda 100 --tag lr0.01-lambda100
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.01 --ewc-lambda 1000 --tag lr0.01-lambda1000
-python bench/continual.py --stream permutations --split validation --methods online replay --lr 0.03 --tag lr0.03
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.03 --ewc-lambda 1 --tag lr0.03-lambda1
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.03 --ewc-lambda 10 --tag lr0.03-lambda10
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.03 --ewc-lambda 100 --tag lr0.03-lambda100
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.03 --ewc-lambda 1000 --tag lr0.03-lambda1000
-python bench/continual.py --stream permutations --split validation --methods online replay --lr 0.1 --tag lr0.1
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.1 --ewc-lambda 1 --tag lr0.1-lambda1
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.1 --ewc-lambda 10 --tag lr0.1-lambda10
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.1 --ewc-lambda 100 --tag lr0.1-lambda100
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.1 --ewc-lambda 1000 --tag lr0.1-lambda1000
-python bench/continual.py --stream permutations --split validation --methods online replay --lr 0.3 --tag lr0.3
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.3 --ewc-lambda 1 --tag lr0.3-lambda1
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.3 --ewc-lambda 10 --tag lr0.3-lambda10
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.3 --ewc-lambda 100 --tag lr0.3-lambda100
-python bench/continual.py --stream permutations --split validation --methods ewc --lr 0.3 --ewc-lambda 1000 --tag lr0.3-lambda1000
-# ... then every method on the test split, 3 seeds, the same buffer (La-MAML's 200 MNIST images = 156,800 floats)
-python bench/continual.py --stream rotations --methods compress-then-recall --seeds 0 1 2
-python bench/continual.py --stream permutations --methods compress-then-recall --seeds 0 1 2
-python bench/continual.py --stream rotations --methods online replay --lr 0.1 --seeds 0 1 2
-python bench/continual.py --stream rotations --methods ewc --lr 0.1 --ewc-lambda 10 --seeds 0 1 2
-python bench/continual.py --stream permutations --methods online replay --lr 0.03 --seeds 0 1 2
-python bench/continual.py --stream permutations --methods ewc --lr 0.03 --ewc-lambda 100 --seeds 0 1 2
-# MANY (100 permutation tasks x 200, a buffer of 500 images): the baselines with the permutations' settings, and one
-# seed of compress-then-recall (memories of 3,920 floats: K=4 full-resolution bases)
-python bench/continual.py --stream many --methods compress-then-recall --seeds 0
-python bench/continual.py --stream many --methods online replay --lr 0.03 --seeds 0 1 2
-# ... EWC's strength re-chosen on MANY's validation split: the permutations' lambda 100 diverged over 100 tasks
-# (9.80%, chance, on the test split: the Fisher sum grows with every task)
-python bench/continual.py --stream many --split validation --methods ewc --lr 0.03 --ewc-lambda 1 --tag lr0.03-lambda1
-python bench/continual.py --stream many --split validation --methods ewc --lr 0.03 --ewc-lambda 10 --tag lr0.03-lambda10
-python bench/continual.py --stream many --methods ewc --lr 0.03 --ewc-lambda 10 --seeds 0 1 2
+# Issue 24: continual learning. Compress-then-recall's settings, chosen on Rotated MNIST's validation split: one
+# task's memory (first 2 tasks, every configuration a row of bench/results/continual_tasks_rotations.json) ...
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag default
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag T50 --settings '{"inner_steps": 50}'
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag steps3 --settings '{"steps_per_batch": 3, "final_steps": 300}'
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag spc8 --settings '{"synthetic_per_class": 8}'
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag soft --settings '{"soft_labels": true}'
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag outer_lr0.03 --settings '{"outer_lr": 0.03}'
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag outer_lr0.003 --settings '{"outer_lr": 0.003}'
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag inner_lr0.1 --settings '{"inner_lr": 0.1}'
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag K8 --settings '{"num_bases": 8}'
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag ds1-K8 --settings '{"num_bases": 8, "downsample": 1}'
+python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag clip1 --settings '{"clip_grad_norm": 1.0}'
+# ... the whole 20-task validation stream (joint and per-task rows; its bank kept for the retraining table), and
+# rehearsal of earlier memories inside the unroll
+python bench/continual.py --stream rotations --split validation --methods compress-then-recall --tag default --save-bank bench/results/memories/continual-rotations-validation-default
+python bench/continual.py --stream rotations --split validation --methods compress-then-recall --tag rehearse40 --rehearse-per-step 40
+# ... the retraining recipe on that bank, without distilling again, next to raw images of known size
+python bench/continual_bank.py bench/results/memories/continual-rotations-validation-default --real-per-task 9 30 1000 --output bench/results/continual_retrain_rotations_validation.json --tag 'e100-lr0.01 (as run)'
+python bench/continual_bank.py bench/results/memories/continual-rotations-validation-default --retrain-epochs 30 --output bench/results/continual_retrain_rotations_validation.json --tag e30-lr0.01
+python bench/continual_bank.py bench/results/memories/continual-rotations-validation-default --retrain-epochs 300 --output bench/results/continual_retrain_rotations_validation.json --tag e300-lr0.01
+python bench/continual_bank.py bench/results/memories/continual-rotations-validation-default --retrain-lr 0.003 --output bench/results/continual_retrain_rotations_validation.json --tag e100-lr0.003
+python bench/continual_bank.py bench/results/memories/continual-rotations-validation-default --retrain-lr 0.03 --output bench/results/continual_retrain_rotations_validation.json --tag e100-lr0.03
+python bench/continual_bank.py bench/results/memories/continual-rotations-validation-default --retrain-batch 4800 --output bench/results/continual_retrain_rotations_validation.json --tag 'e100-lr0.01-b4800 (full batch)'
+python bench/continual_bank.py bench/results/memories/continual-rotations-validation-default --retrain-batch 4800 --retrain-epochs 300 --retrain-lr 0.03 --output bench/results/continual_retrain_rotations_validation.json --tag 'e300-lr0.03-b4800 (full batch)'
+# The baselines' learning rate, glances and EWC's strength, on each stream's own validation split (a diverging
+# point is recorded as such)
+python bench/continual.py --stream rotations --split validation --methods online replay --grid '{"lr": [0.01, 0.03, 0.1, 0.3]}'
+python bench/continual.py --stream rotations --split validation --methods replay --grid '{"glances": [5], "lr": [0.01, 0.03, 0.1]}'
+python bench/continual.py --stream rotations --split validation --methods ewc --grid '{"lr": [0.01, 0.03, 0.1], "ewc_lambda": [0.1, 1, 10, 100]}'
+python bench/continual.py --stream permutations --split validation --methods online replay --grid '{"lr": [0.01, 0.03, 0.1, 0.3]}'
+python bench/continual.py --stream permutations --split validation --methods replay --grid '{"glances": [5], "lr": [0.01, 0.03, 0.1]}'
+python bench/continual.py --stream permutations --split validation --methods ewc --grid '{"lr": [0.01, 0.03, 0.1], "ewc_lambda": [0.1, 1, 10, 100]}'
+python bench/continual.py --stream many --split validation --methods online replay --grid '{"lr": [0.01, 0.03, 0.1]}'
+python bench/continual.py --stream many --split validation --methods replay --grid '{"glances": [10], "lr": [0.01, 0.03, 0.1]}'
+python bench/continual.py --stream many --split validation --methods ewc --grid '{"lr": [0.01, 0.03], "ewc_lambda": [0.1, 1, 10]}'
+# Test split, 3 seeds, one buffer (La-MAML's 200 MNIST images = 156,800 floats; 500 for MANY). Compress-then-recall
+# and the MANY runs ran with OMP_NUM_THREADS=1, two benchmarks side by side on the 2 cores (their rows say so).
+python bench/continual.py --stream rotations --methods online --lr 0.1 --seeds 0 1 2
+python bench/continual.py --stream rotations --methods replay --lr 0.1 --seeds 0 1 2
+python bench/continual.py --stream rotations --methods replay --lr 0.1 --glances 5 --tag glances5 --seeds 0 1 2
+python bench/continual.py --stream rotations --methods ewc --lr 0.01 --ewc-lambda 10 --seeds 0 1 2
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --methods compress-then-recall --seeds 0 1 2 --save-bank bench/results/memories/continual-rotations-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread benchmark on the 2 cores'
+python bench/continual.py --stream permutations --methods online --lr 0.03 --seeds 0 1 2
+python bench/continual.py --stream permutations --methods replay --lr 0.03 --seeds 0 1 2
+python bench/continual.py --stream permutations --methods replay --lr 0.01 --glances 5 --tag glances5 --seeds 0 1 2
+python bench/continual.py --stream permutations --methods ewc --lr 0.03 --ewc-lambda 10 --seeds 0 1 2
+OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --methods compress-then-recall --seeds 0 1 2 --save-bank bench/results/memories/continual-permutations-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread benchmark on the 2 cores'
+OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods compress-then-recall --seeds 0 --save-bank bench/results/memories/continual-many-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread benchmark on the 2 cores'
+OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods online --lr 0.03 --seeds 0 1 2
+OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods replay --lr 0.03 --seeds 0 1 2
+OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods replay --lr 0.01 --glances 10 --tag glances10 --seeds 0 1 2
+OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods ewc --lr 0.03 --ewc-lambda 1 --seeds 0 1 2
+# Anyone can re-score a committed bank from the stream its bank.json records (both recall modes)
+python bench/continual_bank.py bench/results/memories/continual-rotations-bank
 # New classifiers from separate memories: five 2-way MNIST tasks, every 2-way and 5-way mix of them
 python bench/extrapolation.py
 python bench/continual.py --plot

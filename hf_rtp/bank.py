@@ -189,15 +189,15 @@ class MemoryBank:
             index["stream"] = self.stream
         return index
 
-    def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None) -> Path:
+    def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None, pictures: bool = True) -> Path:
         """Write the bank to `save_directory`: the index, a card (its snippet loads `repo_id`, default the folder),
-        and each memory in its task's subfolder."""
+        and each memory in its task's subfolder (with its pictures unless `pictures=False`: about 0.2 MB a task)."""
         if not self.memories:
             raise ValueError("the bank holds no memories: nothing to save")
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         for task, memory in self.memories.items():
-            memory.save_pretrained(folder / task)
+            memory.save_pretrained(folder / task, pictures=pictures)
         (folder / INDEX_NAME).write_text(json.dumps(self.index(), indent=2) + "\n")
         (folder / "README.md").write_text(self.card(repo_id or str(folder)))
         return folder

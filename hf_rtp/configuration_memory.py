@@ -224,7 +224,8 @@ class AddressableMemoryConfig(PretrainedConfig):
         fixed = sorted({"in_chans", "num_classes", "pretrained"} & set(self.query_encoder_kwargs))
         if fixed:
             raise ValueError(f"query_encoder_kwargs must not set {fixed}: in_chans follows from the image shape, "
-                             f"num_classes=0 (features) and pretrained=False (the head's weights are the memory's own)")
+                             f"num_classes=0 (features), and pretrained weights are a start of distillation "
+                             f"(DistillConfig.query_encoder_start='pretrained'), not of the model")
         if self.addressing != "learned" or self.soft_labels:
             raise ValueError("a query encoder needs learned addressing and hard labels (addressing='learned', "
                              "soft_labels=False): image queries are arbitrary d_y vectors")

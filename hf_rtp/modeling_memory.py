@@ -309,10 +309,11 @@ class AddressableMemory(PreTrainedModel):
         repo_id: str | None = None,
         tags: list[str] | None = None,
         dataset_repo_id: str | None = None,
+        pictures: bool = True,
         **kwargs: Any,
     ) -> str | None:
-        """model.safetensors and config.json (transformers), plus our model card (README.md) and pictures, in
-        `save_directory`. With `push_to_hub`, that folder is uploaded as it is to `repo_id` (default: the folder's
+        """model.safetensors and config.json (transformers), plus our model card (README.md) and pictures (unless
+        `pictures=False`: a bank of many tasks keeps its folders small), in `save_directory`. With `push_to_hub`, that folder is uploaded as it is to `repo_id` (default: the folder's
         name; upload options as for `push_to_hub`), so a push carries the same card and pictures as a local save;
         returns the commit URL then."""
         if not is_main_process:
@@ -321,7 +322,8 @@ class AddressableMemory(PreTrainedModel):
         upload = {k: kwargs.pop(k) for k in hub.UPLOAD_KWARGS if k in kwargs}
         folder = Path(save_directory)
         super().save_pretrained(folder, **kwargs)
-        hub.write_pictures(self, folder)
+        if pictures:
+            hub.write_pictures(self, folder)
         card_repo = repo_id or (folder.name if push_to_hub else None)
         hub.write_card(self.config, folder, card_repo, dataset_repo_id, tags)
         return hub.upload_folder(folder, card_repo, **upload) if push_to_hub else None

@@ -34,8 +34,12 @@ def create_encoder(name: str, in_channels: int, kwargs: dict[str, Any] | None = 
     for fixed in ("in_chans", "num_classes", "pretrained"):
         if fixed in kwargs:
             raise ValueError(f"query_encoder_kwargs must not set {fixed!r}: it follows from the memory "
-                             f"(in_chans from the image shape, num_classes=0, pretrained=False)")
-    return timm.create_model(name, in_chans=in_channels, num_classes=0, pretrained=False, **kwargs)
+                             f"(in_chans from the image shape, num_classes=0; pretrained weights through "
+                             f"DistillConfig.query_encoder_start='pretrained')")
+    try:
+        return timm.create_model(name, in_chans=in_channels, num_classes=0, pretrained=False, **kwargs)
+    except TypeError as error:  # an argument the model does not take: one line naming it, not timm's traceback
+        raise ValueError(f"query_encoder_kwargs {kwargs} do not fit timm model {name!r}: {error}") from error
 
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")

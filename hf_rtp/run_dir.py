@@ -32,6 +32,7 @@ from .modeling_memory import AddressableMemory
 
 SETTINGS_FILE = "settings.json"
 LOCK_FILE = ".lock"
+FRESH_LOCK_SECONDS = 5.0  # an empty lock this young is being written by its owner: live
 METRICS_FILE = "metrics.jsonl"
 MEMORY_DIR = "memory"
 
@@ -259,8 +260,20 @@ class RunDirectory:
             return None
 
     def check_unlocked(self) -> None:
-        """Refuse (RunLockedError) when a live process runs here; cheap, so entry points call it before loading data."""
+        """Refuse (RunLockedError) when a live process runs here; cheap, so entry points call it before loading data.
+
+        A lock file that is empty or unreadable and younger than FRESH_LOCK_SECONDS is live: its owner created it and
+        has not yet written its id (two runs starting microseconds apart would otherwise both take it). Older, it is
+        what a run killed in that instant left: stale."""
         owner = self.lock_owner()
+        if owner is None and self.lock_path.exists():
+            try:
+                age = time.time() - self.lock_path.stat().st_mtime
+            except OSError:
+                age = FRESH_LOCK_SECONDS
+            if age < FRESH_LOCK_SECONDS:
+                raise RunLockedError(f"{self.path} is being locked by another run at this moment (its .lock is "
+                                     f"{age:.1f} s old and not yet written): wait for it, or use another output_dir")
         if owner is not None and _alive(owner) and not _is_this_process(owner):
             raise RunLockedError(
                 f"{self.path} is in use by process {owner.get('pid')} on {owner.get('host')} (running since "

@@ -24,9 +24,9 @@ def _show(ax, image: torch.Tensor) -> None:
     """Draw one [0, 1] (C, H, W) image."""
     array = image.permute(1, 2, 0).cpu().numpy()
     if array.shape[-1] == 1:
-        ax.imshow(array[..., 0], cmap="gray", vmin=0, vmax=1)
+        ax.imshow(array[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")  # crisp pixels, small files
     else:
-        ax.imshow(np.clip(array, 0, 1))
+        ax.imshow(np.clip(array, 0, 1), interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
 

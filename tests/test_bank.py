@@ -103,6 +103,18 @@ def test_round_trip_through_a_folder_and_the_fake_hub_is_bit_exact(tmp_path, fak
         assert again["label"] == expected["label"] and again["task"] == expected["task"]
 
 
+def test_a_bank_saved_without_pictures_holds_the_same_memories_and_a_card_that_names_none(tmp_path):
+    bank = disjoint_bank()
+    bank.save_pretrained(tmp_path / "bank", pictures=False)
+    assert not list((tmp_path / "bank").rglob("*.png"))
+    card = (tmp_path / "bank" / "digits-01" / "README.md").read_text()
+    assert ".png" not in card
+    loaded = MemoryBank.from_pretrained(tmp_path / "bank")
+    for task in bank.tasks:
+        for name, tensor in bank.memories[task].state_dict().items():
+            assert torch.equal(tensor, loaded.memories[task].state_dict()[name]), (task, name)
+
+
 def test_a_damaged_bank_is_refused(tmp_path):
     bank = disjoint_bank()
     folder = bank.save_pretrained(tmp_path / "bank")

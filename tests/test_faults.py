@@ -148,6 +148,22 @@ def test_a_second_run_in_the_same_output_dir_is_refused_and_a_killed_runs_lock_i
     assert not (tmp_path / ".lock").exists()
 
 
+def test_an_empty_lock_is_live_while_fresh_and_stale_once_old(tmp_path):
+    """Its owner created it (O_EXCL) but has not written its id yet: a second run must not take it over then, or two
+    runs that start microseconds apart would both run here. A run killed in that instant leaves it empty for good."""
+    run = RunDirectory(tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / ".lock").write_text("")
+    with pytest.raises(RunLockedError, match="being locked by another run at this moment"):
+        run.acquire()
+    old = os.path.getmtime(tmp_path / ".lock") - 60
+    os.utime(tmp_path / ".lock", (old, old))
+    with pytest.warns(UserWarning, match="taking over the lock"):
+        run.acquire()
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+    run.release()
+
+
 def test_resume_with_nothing_to_resume_is_an_error(digits, tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="nothing to resume in"):
         distill_memory(tiny(tmp_path / "empty", resume=True), fresh_memory(digits), digits)

@@ -382,3 +382,8 @@ def test_the_image_addressing_example_runs_on_its_defaults(tmp_path):
     assert "few-shot test accuracy" in done.stdout and "2-way classifier trained only on the recall" in done.stdout
     config = AddressableMemory.from_pretrained(tmp_path / "run" / "memory").config
     assert config.query_encoder_start.startswith("supervised:") and config.distillation["init"] == "real"
+
+
+def test_encoder_arguments_the_model_does_not_take_are_one_line_naming_them():
+    with pytest.raises(ValueError, match=r"query_encoder_kwargs \{'bogus': 1\} do not fit timm model 'test_resnet'"):
+        image_memory(query_encoder_kwargs={"bogus": 1})
