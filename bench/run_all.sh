@@ -130,6 +130,9 @@ python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag clip1 -
 # rehearsal of earlier memories inside the unroll
 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --tag default --save-bank bench/results/memories/continual-rotations-validation-default
 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --tag rehearse40 --rehearse-per-step 40
+# ... learned soft labels and three times the outer steps, on the whole validation stream (one thread each, side by side)
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --tag soft --soft-labels --note 'soft, steps3: run with OMP_NUM_THREADS=1 beside another 1-thread benchmark'
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --tag steps3 --steps-per-batch 3 --final-steps 300
 # ... the retraining recipe on that bank, without distilling again, next to raw images of known size
 python bench/continual_bank.py bench/results/memories/continual-rotations-validation-default --real-per-task 9 30 1000 --output bench/results/continual_retrain_rotations_validation.json --tag 'e100-lr0.01 (as run)'
 python bench/continual_bank.py bench/results/memories/continual-rotations-validation-default --retrain-epochs 30 --output bench/results/continual_retrain_rotations_validation.json --tag e30-lr0.01
@@ -156,6 +159,8 @@ python bench/continual.py --stream rotations --methods replay --lr 0.1 --seeds 0
 python bench/continual.py --stream rotations --methods replay --lr 0.1 --glances 5 --tag glances5 --seeds 0 1 2
 python bench/continual.py --stream rotations --methods ewc --lr 0.01 --ewc-lambda 10 --seeds 0 1 2
 OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --methods compress-then-recall --seeds 0 1 2 --save-bank bench/results/memories/continual-rotations-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread benchmark on the 2 cores'
+# ... and with soft labels, the best of those on validation
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --methods compress-then-recall --soft-labels --tag soft --seeds 0 1 2 --save-bank bench/results/memories/continual-rotations-soft-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread benchmark on the 2 cores'
 python bench/continual.py --stream permutations --methods online --lr 0.03 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods replay --lr 0.03 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods replay --lr 0.01 --glances 5 --tag glances5 --seeds 0 1 2

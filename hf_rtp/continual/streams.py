@@ -139,8 +139,7 @@ def tasks_from_definition(definition: dict, dataset: str | None = None) -> list[
     sets: the source's test split (or the validation share, for a stream tuned on validation) under each task's
     recorded transform. Their training images are not rebuilt (`train` is None). `dataset` replaces the recorded
     source (a local copy of the same data)."""
-    if not isinstance(definition, dict) or definition.get("format") != STREAM_FORMAT:
-        raise ValueError(f"not a stream definition (format {STREAM_FORMAT!r}): a bank saved by compress-then-recall holds one")
+    check_definition(definition)
     config = StreamConfig(stream=definition["stream"], dataset=dataset or definition["dataset"], split=definition["split"],
                           seed=int(definition["seed"]), test_per_task=definition.get("test_per_task"))
     train, test = load_train_test(config.source, zca=False)
@@ -159,10 +158,19 @@ def tasks_from_definition(definition: dict, dataset: str | None = None) -> list[
 
 def task_test_set(definition: dict, task: str, dataset: str | None = None) -> ImageClassificationData:
     """Task `task`'s test set, rebuilt from a stream definition (see `tasks_from_definition`)."""
-    names = [t.get("name") for t in definition.get("tasks", [])] if isinstance(definition, dict) else []
-    if definition.get("format") == STREAM_FORMAT and task not in names:
+    names = [t["name"] for t in check_definition(definition)["tasks"]]
+    if task not in names:  # said before any data is loaded
         raise ValueError(f"no task named {task!r} in the stream; it has {names}")
     return next(t for t in tasks_from_definition(definition, dataset) if t.name == task).test()
+
+
+def check_definition(definition: dict) -> dict:
+    """`definition` if it is a stream definition (`TaskStream.definition()`), else one ValueError saying what it is not."""
+    if not isinstance(definition, dict) or definition.get("format") != STREAM_FORMAT:
+        raise ValueError(f"not a stream definition (format {STREAM_FORMAT!r}): a bank saved by compress-then-recall holds one")
+    if not isinstance(definition.get("tasks"), list) or not all(isinstance(t, dict) and "name" in t for t in definition["tasks"]):
+        raise ValueError("a stream definition lists its tasks, each with a name")
+    return definition
 
 
 def _test_subset(config: StreamConfig, test: ImageClassificationData, generator: torch.Generator) -> ImageClassificationData:
