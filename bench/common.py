@@ -62,6 +62,12 @@ def describe_machine(device: str = "cpu") -> str:
     return f"{line}, {'CPU only' if torch.cuda.is_available() else 'no GPU'}"
 
 
+def repo_relative(path: str | Path) -> str:
+    """A path as results record it: relative to the repository when inside it (never this machine's absolute path)."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def command_line(argv: Sequence[str] | None = None) -> str:
     """How this script was invoked, as one would type it in the repo root: `python bench/x.py ARGS` (shell-quoted).
 

@@ -24,15 +24,7 @@ import statistics
 import sys
 import time
 
-from common import RESULTS, ROOT, add_result_options, command_line, resolve_dataset, write_result
-
-
-def relative(path: str) -> str:
-    """A path as results record it: relative to the repository when inside it."""
-    from pathlib import Path
-
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+from common import RESULTS, add_result_options, command_line, repo_relative, resolve_dataset, write_result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     args.merge = True  # a table of rows, one per method or tag
 
     rows = []
-    record = {"stream": stream_config.stream, "split": stream_config.split, "dataset": relative(named) if named != "ylecun/mnist" else named,
+    record = {"stream": stream_config.stream, "split": stream_config.split, "dataset": repo_relative(named) if named != "ylecun/mnist" else named,
               "tasks": stream_config.num_tasks, "rows": rows}
     for (method, point_tag), method_config in method_configs.items():
         runs, diverged = [], None
@@ -107,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                     learner.bank.accuracy[task.name] = accuracy
                 learner.bank.stream["dataset"] = named  # the Hub id, not this machine's copy of it
                 learner.bank.save_pretrained(args.save_bank, pictures=False)  # 100 tasks' pictures: 80 MB
-                result["bank"] = relative(args.save_bank)
+                result["bank"] = repo_relative(args.save_bank)
             print(f"{stream.name} {method} seed {seed}: RA {100 * result['retained_accuracy']:.2f}%"
                   + (f", BTI {100 * result['backward_transfer']:.2f}" if "backward_transfer" in result else "")
                   + f" ({time.perf_counter() - started:.0f} s)", flush=True)
