@@ -8,6 +8,7 @@ features. `"digits"` is an embedded offline dataset (scikit-learn's 8x8 handwrit
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -125,6 +126,11 @@ def as_pixels(images: Any, channels: int) -> torch.Tensor:
         return tensor.float() / 255.0
     if not tensor.dtype.is_floating_point:
         raise ValueError(f"images must be uint8 or float in [0, 1], got {tensor.dtype}")
+    # 0..255 held as floats would be taken as [0, 1] and normalised 255 times too bright, without a word. The margin
+    # lets resampled [0, 1] images overshoot a little (bicubic ringing) and stay accepted.
+    top = float(tensor.max()) if tensor.numel() else 0.0
+    if top > 1.5:
+        raise ValueError(f"float pixels must be in [0, 1]; these reach {top}: divide by 255 or pass uint8")
     return tensor.float()
 
 
@@ -357,6 +363,9 @@ def _load_hf(name: str, split: str, config_name: str | None):
     if name == DIGITS:
         parts = digits_dataset()
     elif os.path.isdir(name) and (Path(name, "dataset_dict.json").exists() or Path(name, "state.json").exists()):
+        empty = _empty_saved_splits(Path(name))
+        if empty:  # datasets cannot load a saved split without rows (an IndexError deep inside it)
+            raise ValueError(_empty_split_message(name, split if split in empty else empty[0]))
         parts = datasets.load_from_disk(name)
     else:
         try:
@@ -366,6 +375,11 @@ def _load_hf(name: str, split: str, config_name: str | None):
                 f"cannot load dataset {name!r}: {error}. Offline (HF_HUB_OFFLINE=1) a Hub id only works once "
                 f"cached; a local folder of parquet files laid out like the Hub repo also works."
             ) from error
+        except ValueError as error:  # datasets refuses a split without rows: `Instruction "train" corresponds to no data!`
+            empty = re.search(r'Instruction "([^"]+)" corresponds to no data', str(error))
+            if empty is None:
+                raise
+            raise ValueError(_empty_split_message(name, empty.group(1))) from error
     if isinstance(parts, datasets.Dataset):
         if split != "train":
             raise ValueError(f"{name} holds a single split (used as train); cannot take split {split!r}")
@@ -373,6 +387,34 @@ def _load_hf(name: str, split: str, config_name: str | None):
     if split not in parts:
         raise ValueError(f"{name} has no split {split!r}; it has {list(parts)}")
     return parts[split]
+
+
+def _empty_split_message(name: str, split: str) -> str:
+    return f"the {split} split of {name} is empty (0 rows): add its rows, or use another dataset"
+
+
+def _empty_saved_splits(folder: Path) -> list[str]:
+    """The splits of a save_to_disk folder (a DatasetDict's, or a single Dataset's `train`) that hold no rows: their
+    state.json lists no data files."""
+    import json
+
+    single = folder / "state.json"
+    if single.exists():
+        splits = {"train": single}
+    else:
+        try:
+            names = json.loads((folder / "dataset_dict.json").read_text()).get("splits", [])
+        except (OSError, ValueError, AttributeError):
+            return []  # not readable here: datasets' own error says what is wrong
+        splits = {s: folder / s / "state.json" for s in names}
+    empty = []
+    for split, state in splits.items():
+        try:
+            if not json.loads(state.read_text()).get("_data_files"):
+                empty.append(split)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return empty
 
 
 def detect_columns(dataset, name: str, image_column: str | None = None, label_column: str | None = None) -> tuple[str, str]:

@@ -132,8 +132,10 @@ def start_encoder(head: "QueryHead", name: str, kwargs: dict[str, Any] | None, s
 
 
 def feature_width(encoder: nn.Module) -> int:
-    """The width of the encoder's pooled features, read from the model (timm's `num_features`)."""
-    width = getattr(encoder, "num_features", None)
+    """The width of the encoder's pooled features, read from the model: timm's `head_hidden_size`, the width of what a
+    model built with num_classes=0 returns (it differs from `num_features` where a head layer follows the pooling,
+    as in MobileNetV3), else `num_features`."""
+    width = getattr(encoder, "head_hidden_size", None) or getattr(encoder, "num_features", None)
     if not isinstance(width, int) or width < 1:
         raise ValueError(f"{type(encoder).__name__} does not report its feature width (timm's num_features)")
     return width
@@ -152,6 +154,26 @@ class QueryHead(nn.Module):
         self.encoder = create_encoder(name, self.image_shape[0], kwargs)
         self.projection = nn.Linear(feature_width(self.encoder), query_dim)
         self.encoder.eval()  # and it stays so (see `train`)
+        self._check_image_size(name)
+
+    @torch.no_grad()
+    def _check_image_size(self, name: str) -> None:
+        """One forward of a zero image of the memory's shape, now rather than at first use: a network that
+        downsamples below one pixel, or a ViT built for another img_size, otherwise fails deep in timm (an
+        AssertionError) once distillation or recall starts. On the meta device (a memory's tensors sized by
+        `hub.expected_tensors`) it costs only the shapes; the encoder is in eval mode, so nothing it keeps changes."""
+        weight = self.projection.weight
+        probe = torch.zeros(1, *self.image_shape, device=weight.device, dtype=weight.dtype)
+        try:
+            width = self.encoder(probe).shape[-1]
+        except Exception as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ValueError(f"query_encoder {name!r} cannot take images of shape {self.image_shape}: {first} (pick an "
+                             f"encoder for this size, or set its size in query_encoder_kwargs, e.g. img_size for a ViT)"
+                             ) from error
+        if width != self.projection.in_features:
+            raise ValueError(f"query_encoder {name!r} gives {width} features for images of shape {self.image_shape}, "
+                             f"not the {self.projection.in_features} it reports (timm's head_hidden_size)")
 
     def train(self, mode: bool = True) -> "QueryHead":
         super().train(mode)

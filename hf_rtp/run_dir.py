@@ -61,7 +61,7 @@ def _alive(owner: dict[str, Any]) -> bool:
     pid = int(owner.get("pid", -1))
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: a number no process id can be
         return False
     except PermissionError:
         return True
@@ -80,6 +80,19 @@ def _disk_full(error: OSError, what: str, folder: Path, kept: str) -> OSError:
     return error
 
 
+def _check_shapes(what: str, tensors: dict[str, torch.Tensor] | None, expected: dict[str, tuple[int, ...]]) -> None:
+    """Refuse checkpoint tensors that are not the run's memory's (names and shapes), naming the first differences."""
+    if tensors is None:
+        return
+    problems = [f"{k!r} has shape {tuple(v.shape)}, not {tuple(expected[k])}" for k, v in tensors.items()
+                if k in expected and tuple(v.shape) != tuple(expected[k])]
+    problems += [f"it lacks {k!r}" for k in expected if k not in tensors]
+    problems += [f"unexpected tensor {k!r}" for k in tensors if k not in expected]
+    if problems:
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ValueError(f"its {what} does not fit this run's memory: " + "; ".join(problems[:3]) + more)
+
+
 @dataclass
 class Checkpoint:
     """What a checkpoint restores: the memory and optimizer state, the best-so-far memory, and the loop's state
@@ -93,9 +106,11 @@ class Checkpoint:
 
 
 class RunDirectory:
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, expected: dict[str, tuple[int, ...]] | None = None):
         self.path = Path(path)
         self._written: Path | None = None  # the checkpoint this object wrote last
+        # name -> shape of the run's memory tensors, when known: a checkpoint of other tensors is broken
+        self.expected = expected
 
     # ---- settings -----------------------------------------------------------------------------------------
 
@@ -170,9 +185,9 @@ class RunDirectory:
         """The newest intact checkpoint, or None when there is none at all.
 
         Complete folders newer than `latest` count (a kill between the folder's rename and the pointer's update); a
-        broken one (truncated file, unreadable state, non-finite memory) is skipped with a warning that names what was
-        broken, and the next older one is used. Tensors are loaded without pickle (safetensors; the optimizer state
-        with weights_only)."""
+        broken one (truncated file, unreadable state, non-finite memory, or a memory of other tensors or shapes than
+        `expected`) is skipped with a warning that names what was broken, and the next older one is used. Tensors are
+        loaded without pickle (safetensors; the optimizer state with weights_only)."""
         candidates = list(reversed(self.checkpoints()))
         broken = []
         latest = self.latest()
@@ -184,7 +199,7 @@ class RunDirectory:
             return None
         for folder in candidates:
             try:
-                checkpoint = self._read_checkpoint(folder, device)
+                checkpoint = self._read_checkpoint(folder, device, self.expected)
             except Exception as error:  # anything unreadable: fall back, but say what
                 broken.append(f"{folder.name}: {error}")
                 continue
@@ -198,21 +213,26 @@ class RunDirectory:
         """The checkpoint of outer step `step` (e.g. to score a run's memory along its steps), or None when that
         step's folder was not kept; a broken one raises, naming what is broken."""
         folder = self.checkpoint_root / f"step-{step:07d}"
-        return self._read_checkpoint(folder, device) if folder.is_dir() else None
+        return self._read_checkpoint(folder, device, self.expected) if folder.is_dir() else None
 
     @staticmethod
-    def _read_checkpoint(folder: Path, device: torch.device | str) -> Checkpoint:
+    def _read_checkpoint(folder: Path, device: torch.device | str,
+                         expected: dict[str, tuple[int, ...]] | None = None) -> Checkpoint:
         state = json.loads((folder / "state.json").read_text())
         memory = load_file(folder / "memory.safetensors", device=str(device))
         bad = [k for k, v in memory.items() if not bool(torch.isfinite(v).all())]
         if bad:
             raise FloatingPointError(f"its memory has non-finite values in {bad}")
         best_file = folder / "best.safetensors"
+        best = load_file(best_file, device=str(device)) if best_file.exists() else None
+        if expected is not None:  # other shapes would stop the resume in load_state_dict: broken, like a truncated file
+            for what, tensors in (("memory", memory), ("best memory", best)):
+                _check_shapes(what, tensors, expected)
         return Checkpoint(
             folder=folder,
             memory=memory,
             optimizer=torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True),
-            best=load_file(best_file, device=str(device)) if best_file.exists() else None,
+            best=best,
             state=state,
         )
 
@@ -253,31 +273,41 @@ class RunDirectory:
         return self.path / LOCK_FILE
 
     def lock_owner(self) -> dict[str, Any] | None:
-        """Who holds the lock (pid, host, start, since), or None."""
+        """Who holds the lock (pid, host, start, since), or None when there is none or it names no process (empty,
+        half-written, or garbage: `check_unlocked` judges those by their age)."""
         try:
-            return json.loads(self.lock_path.read_text())
-        except (OSError, ValueError):
+            owner = json.loads(self.lock_path.read_text())
+        except (OSError, ValueError):  # ValueError: not JSON, or not text at all
             return None
+        pid = owner.get("pid") if isinstance(owner, dict) else None
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid < 1 or not isinstance(owner.get("host"), str):
+            return None  # JSON, but not a run's id (a process id and host): as unreadable as garbage
+        return owner
 
     def check_unlocked(self) -> None:
         """Refuse (RunLockedError) when a live process runs here; cheap, so entry points call it before loading data.
 
-        A lock file that is empty or unreadable and younger than FRESH_LOCK_SECONDS is live: its owner created it and
-        has not yet written its id (two runs starting microseconds apart would otherwise both take it). Older, it is
-        what a run killed in that instant left: stale."""
+        A lock file that is empty or unreadable (garbage included) and younger than FRESH_LOCK_SECONDS is live: its
+        owner created it and has not yet written its id (two runs starting microseconds apart would otherwise both take
+        it). Older, it is what a run killed in that instant left, or not a run's lock at all: stale, and `acquire` takes
+        it over with a warning."""
         owner = self.lock_owner()
         if owner is None and self.lock_path.exists():
-            try:
-                age = time.time() - self.lock_path.stat().st_mtime
-            except OSError:
-                age = FRESH_LOCK_SECONDS
+            age = self._lock_age()
             if age < FRESH_LOCK_SECONDS:
-                raise RunLockedError(f"{self.path} is being locked by another run at this moment (its .lock is "
-                                     f"{age:.1f} s old and not yet written): wait for it, or use another output_dir")
+                raise RunLockedError(f"{self.path} is being locked by another run at this moment (its lock file "
+                                     f"{self.lock_path} is {age:.1f} s old and not yet written, or unreadable): wait "
+                                     f"for it, or use another output_dir")
         if owner is not None and _alive(owner) and not _is_this_process(owner):
             raise RunLockedError(
                 f"{self.path} is in use by process {owner.get('pid')} on {owner.get('host')} (running since "
                 f"{owner.get('since')}): wait for it to finish, or use another output_dir")
+
+    def _lock_age(self) -> float:
+        try:
+            return time.time() - self.lock_path.stat().st_mtime
+        except OSError:
+            return FRESH_LOCK_SECONDS
 
     def acquire(self) -> None:
         """Take the run's lock, holding this process's id; a stale lock of a process that no longer runs (a killed
@@ -293,8 +323,13 @@ class RunDirectory:
                 owner = self.lock_owner()
                 if _is_this_process(owner):
                     return  # ours already
-                warnings.warn(f"taking over the lock of {self.path} from process {owner and owner.get('pid')}, which no "
-                              "longer runs (a killed run)", stacklevel=2)
+                if owner is None:  # check_unlocked let it through: stale, as old as FRESH_LOCK_SECONDS or more
+                    warnings.warn(f"taking over the lock of {self.path}: its lock file {self.lock_path} names no process "
+                                  f"(empty or unreadable, {self._lock_age():.0f} s old), left by a run killed while "
+                                  f"taking it, or not a lock at all", stacklevel=2)
+                else:
+                    warnings.warn(f"taking over the lock of {self.path} from process {owner.get('pid')}, which no "
+                                  "longer runs (a killed run)", stacklevel=2)
                 self.lock_path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as f:
