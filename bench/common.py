@@ -73,11 +73,25 @@ def command_line(argv: Sequence[str] | None = None) -> str:
 
     The interpreter's path and the environment are left out: run_all.sh and gpu_checks.sh set those up.
     """
-    argv = list(sys.argv if argv is None else argv)
+    argv = [a for a in (sys.argv if argv is None else argv) if a != "--overwrite"]  # it changes where, not what
     script = Path(argv[0]).resolve()
     if script.is_relative_to(ROOT):
         script = script.relative_to(ROOT)
     return shlex.join(["python", str(script), *argv[1:]])
+
+
+OVERWRITE_ENV = "BENCH_OVERWRITE"
+
+
+def is_committed(path: Path) -> bool:
+    """Whether `path` is a file git tracks in this checkout (False outside a git checkout)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], cwd=ROOT, capture_output=True)
+    except OSError:
+        return False
+    return done.returncode == 0
 
 
 def add_result_options(parser: argparse.ArgumentParser, default_output: Path | str | None = None, *,
@@ -88,6 +102,10 @@ def add_result_options(parser: argparse.ArgumentParser, default_output: Path | s
     --no-merge starts the file afresh.
     """
     parser.add_argument("--note", default=None, help="a remark about this run, stored under 'note' and shown in docs/results.md")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a committed result (or its rows); without it a run that would change one writes "
+                             "<name>.new.json beside it (bench/run_all.sh, which regenerates everything, sets "
+                             f"{OVERWRITE_ENV}=1)")
     if default_output is not None:
         parser.add_argument("--output", default=str(default_output), help="the JSON to write (default: %(default)s)")
     if merge_by_default:
@@ -112,6 +130,7 @@ def write_result(path: Path | str, record: dict[str, Any], args: argparse.Namesp
     path = Path(path)
     out: dict[str, Any] = {"command": command_line()}
     note = getattr(args, "note", None)
+    path = _unless_it_replaces_a_committed_result(path, record, args, row_key)
     if getattr(args, "merge", False) and path.exists():
         old = json.loads(path.read_text())
         # a command run again moves to the end instead of being listed twice
@@ -125,6 +144,24 @@ def write_result(path: Path | str, record: dict[str, Any], args: argparse.Namesp
     out.update(record)
     write_json(path, out)
     return out
+
+
+def _unless_it_replaces_a_committed_result(path: Path, record: dict[str, Any], args: argparse.Namespace,
+                                           row_key: Callable[[dict], Hashable] | None) -> Path:
+    """`path`, or `<name>.new.json` beside it when writing there would replace a committed result (the whole file,
+    or a row of it with other contents) and neither --overwrite nor $BENCH_OVERWRITE says to. Adding rows to a
+    committed table is not replacing it."""
+    if getattr(args, "overwrite", False) or os.environ.get(OVERWRITE_ENV) or not path.exists() or not is_committed(path):
+        return path
+    if getattr(args, "merge", False) and row_key is not None and "rows" in record:
+        old = {row_key(r): r for r in json.loads(path.read_text()).get("rows", [])}
+        if all(row_key(r) not in old or old[row_key(r)] == r for r in record["rows"]):
+            return path
+    new = path.with_name(f"{path.stem}.new{path.suffix}")
+    if not getattr(args, "_told_new", False):
+        print(f"{path} is a committed result: writing {new} instead (--overwrite replaces it)", flush=True)
+        args._told_new = True
+    return new
 
 
 def merge_rows(old: list[dict], new: list[dict], key: Callable[[dict], Hashable] | None, sort: bool = False) -> list[dict]:

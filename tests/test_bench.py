@@ -279,7 +279,7 @@ def test_result_options_note_output_and_merge():
     assert by_default.parse_args([]).merge is True and by_default.parse_args(["--no-merge"]).merge is False
     no_merge = argparse.ArgumentParser()
     common.add_result_options(no_merge)
-    assert vars(no_merge.parse_args([])) == {"note": None}
+    assert vars(no_merge.parse_args([])) == {"note": None, "overwrite": False}
 
 
 def _write(monkeypatch, path, rows, argv, note=None, merge=False, **kwargs):
@@ -313,6 +313,28 @@ def test_merge_replaces_rows_by_key_keeps_the_others_and_lists_every_command(tmp
     assert third["note"] == "first note; second note"
     # --merge with no file yet: a plain write
     assert "commands" not in _write(monkeypatch, tmp_path / "new.json", [{"student": "a"}], [], merge=True, row_key=key)
+
+
+def test_a_committed_result_is_never_replaced_unasked(tmp_path, monkeypatch):
+    """A run that would change a committed result writes <name>.new.json beside it; adding rows, --overwrite and
+    $BENCH_OVERWRITE (run_all.sh) write in place; the recorded command never carries --overwrite."""
+    assert common.is_committed(ROOT / "bench" / "results" / "main_job.json") and not common.is_committed(tmp_path / "x.json")
+    monkeypatch.delenv(common.OVERWRITE_ENV, raising=False)
+    path, key = tmp_path / "r.json", lambda r: r["k"]
+    _write(monkeypatch, path, [{"k": "a", "v": 1}], [])
+    monkeypatch.setattr(common, "is_committed", lambda p: p == path)
+    _write(monkeypatch, path, [{"k": "a", "v": 2}], [])  # replacing the file
+    _write(monkeypatch, path, [{"k": "a", "v": 3}], [], merge=True, row_key=key)  # replacing its row
+    assert json.loads(path.read_text())["rows"] == [{"k": "a", "v": 1}]
+    assert json.loads((tmp_path / "r.new.json").read_text())["rows"][-1] == {"k": "a", "v": 3}
+    _write(monkeypatch, path, [{"k": "b", "v": 1}], [], merge=True, row_key=key)  # a new row: added in place
+    assert [r["k"] for r in json.loads(path.read_text())["rows"]] == ["a", "b"]
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "bench" / "x.py"), "--overwrite"])
+    written = common.write_result(path, {"rows": [{"k": "a", "v": 9}]}, argparse.Namespace(note=None, merge=False, overwrite=True))
+    assert json.loads(path.read_text())["rows"] == [{"k": "a", "v": 9}] and written["command"] == "python bench/x.py"
+    monkeypatch.setenv(common.OVERWRITE_ENV, "1")
+    _write(monkeypatch, path, [{"k": "a", "v": 10}], [])
+    assert json.loads(path.read_text())["rows"] == [{"k": "a", "v": 10}]
 
 
 def test_write_json_is_atomic(tmp_path):
