@@ -87,6 +87,14 @@ class MemoryBank:
     def __len__(self) -> int:
         return len(self.memories)
 
+    def __repr__(self) -> str:
+        kind = "shared classes" if self.shared_classes else "disjoint classes"
+        source = f", stream={self.stream.get('stream')!r} ({self.stream.get('dataset')}, {self.stream.get('split')} split)" \
+            if self.stream else ""
+        shown = self.tasks[:4] + (["..."] if len(self) > 4 else [])
+        return (f"MemoryBank({len(self)} tasks {shown}, {len(self.class_names)} classes ({kind}), "
+                f"{self.storage_floats():,} floats{source})")
+
     def class_owners(self) -> dict[str, str]:
         """Class name -> the first task that holds it."""
         owners: dict[str, str] = {}
@@ -116,10 +124,14 @@ class MemoryBank:
             unknown = [t for t in tasks if t not in self.memories]
             if unknown:
                 raise ValueError(f"no task named {', '.join(map(repr, unknown))}; the bank holds {self.tasks}")
+        if tasks is not None and not tasks:
+            raise ValueError("tasks=[] asks for no task: pass task names, or None for all")
         chosen = list(tasks) if tasks is not None else self.tasks
         if classes is None:
             return [(t, list(self.memories[t].config.class_names)) for t in chosen]
         classes = [str(c) for c in classes]
+        if not classes:
+            raise ValueError("classes=[] asks for no class: pass class names, or None for all")
         if len(set(classes)) != len(classes):
             raise ValueError(f"classes must be distinct, got {classes}")
         requests = []
@@ -137,11 +149,13 @@ class MemoryBank:
         return requests
 
     @torch.no_grad()
-    def recall(self, classes: Sequence[str] | None = None, tasks: Sequence[str] | None = None) -> datasets.Dataset:
+    def recall(self, classes: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
+               preview: bool = False) -> datasets.Dataset:
         """The recall (eqn 2) of `classes` (names; default: all) from the memories that hold them (or from `tasks`
         only) as one Dataset: `pixel_values`, `label` (a ClassLabel over the requested classes, in the order asked,
-        or the bank's `class_names` when all are requested), `task` (which memory made the row), `address`, and
-        `soft_label` (over the same global classes) when any memory learned soft labels."""
+        or the bank's `class_names` when all are requested: the label convention of every recall, see
+        `AddressableMemory.recall`), `task` (which memory made the row), `address`, `soft_label` (over the same
+        classes) when any memory learned soft labels, and with `preview=True` a contrast-stretched uint8 `image`."""
         requests = self._requests(classes, tasks)
         names = [str(c) for c in classes] if classes is not None else \
             list(dict.fromkeys(n for _, wanted in requests for n in wanted))
@@ -149,29 +163,31 @@ class MemoryBank:
         parts = []
         for task, wanted in requests:
             memory = self.memories[task]
-            part = memory.recall(classes=wanted)
-            local = np.asarray(part["label"], dtype=np.int64)
+            part = memory.recall(classes=wanted, preview=preview)
+            local = np.asarray(part["label"], dtype=np.int64)  # ids into `wanted` (recall's label convention)
             columns = {"pixel_values": np.asarray(part["pixel_values"], dtype=np.float32),
-                       "label": np.array([names.index(memory.config.class_names[i]) for i in local], dtype=np.int64),
+                       "label": np.array([names.index(wanted[i]) for i in local], dtype=np.int64),
                        "task": [task] * len(local), "address": np.asarray(part["address"], dtype=np.int64)}
             if soft:  # each memory's distribution over its own classes, placed among the global ones
                 spread = np.zeros((len(local), len(names)), np.float32)
-                if memory.config.soft_labels:
+                if memory.config.soft_labels:  # over `wanted`, mass on the memory's other classes already dropped
                     mine = np.asarray(part["soft_label"], dtype=np.float32)
-                    for j, name in enumerate(memory.config.class_names):
-                        if name in names:
-                            spread[:, names.index(name)] += mine[:, j]
-                    spread /= spread.sum(1, keepdims=True)  # mass on classes outside the request is dropped
+                    for j, name in enumerate(wanted):
+                        spread[:, names.index(name)] += mine[:, j]
                 else:
                     spread[np.arange(len(local)), columns["label"]] = 1.0
                 columns["soft_label"] = spread
+            if preview:
+                columns["image"] = list(part["image"])
             parts.append(columns)
         c, h, w = next(iter(self.memories.values())).config.image_shape
         features = {"pixel_values": datasets.Array3D(shape=(c, h, w), dtype="float32"), "label": ClassLabel(names=names),
                     "task": datasets.Value("string"), "address": datasets.Value("int64")}
         if soft:
             features["soft_label"] = datasets.List(datasets.Value("float32"), length=len(names))
-        joined = {key: np.concatenate([p[key] for p in parts]) if key != "task" else sum((p[key] for p in parts), [])
+        if preview:
+            features["image"] = datasets.Image()
+        joined = {key: sum((p[key] for p in parts), []) if key in ("task", "image") else np.concatenate([p[key] for p in parts])
                   for key in features}
         return datasets.Dataset.from_dict(joined, features=datasets.Features(features))
 
@@ -196,11 +212,29 @@ class MemoryBank:
             raise ValueError("the bank holds no memories: nothing to save")
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_tasks(folder)
         for task, memory in self.memories.items():
             memory.save_pretrained(folder / task, pictures=pictures)
         (folder / INDEX_NAME).write_text(json.dumps(self.index(), indent=2) + "\n")
         (folder / "README.md").write_text(self.card(repo_id or str(folder)))
         return folder
+
+    def _remove_stale_tasks(self, folder: Path) -> None:
+        """Saving over an earlier bank removes the task folders its bank.json listed that this bank no longer holds
+        (as transformers removes stale weight shards), so the folder never holds memories its index does not list.
+        Only folders the old index names and that hold a saved memory are touched."""
+        import shutil
+
+        try:
+            old = json.loads((folder / INDEX_NAME).read_text())
+            listed = [entry["subfolder"] for entry in old["tasks"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # no earlier bank here (or not one we can read): nothing of ours to remove
+        for subfolder in listed:
+            path = folder / str(subfolder)
+            if (subfolder not in self.memories and isinstance(subfolder, str) and _TASK_NAME.match(subfolder)
+                    and (path / "config.json").is_file()):
+                shutil.rmtree(path)
 
     def push_to_hub(self, repo_id: str, **upload: Any) -> str:
         """Upload the saved bank to model repo `repo_id` in one commit; returns the commit URL."""

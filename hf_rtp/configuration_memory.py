@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
@@ -15,6 +16,13 @@ OUTPUT_NORMS = ("none", "standardize")
 
 class BudgetError(ValueError):
     """The storage budget cannot hold the requested memory."""
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """Refuse, naming the field, a size that is not a positive integer: a zero or negative one would otherwise surface
+    later as a budget or shape error that blames something else."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def budget_floats(image_shape: Sequence[int], num_classes: int, ipc: float) -> float:
@@ -69,8 +77,8 @@ class MemoryOptions:
     def __post_init__(self):
         if not self.ipc > 0:
             raise BudgetError(f"ipc must be positive, got {self.ipc}")
-        if self.query_dim is not None and self.query_dim < 1:
-            raise ValueError(f"query_dim must be >= 1, got {self.query_dim}")
+        if self.query_dim is not None:
+            check_positive_int("query_dim", self.query_dim)
         if self.query_dim is not None and self.query_encoder is None:
             raise ValueError("query_dim sets the query space of an image-addressed memory: it needs --query-encoder")
         if self.num_bases < 1:
@@ -137,6 +145,10 @@ class AddressableMemoryConfig(PretrainedConfig):
     query_encoder_start: str | None = None
     """Where the query head's encoder started (`random`, `pretrained:<weights>`, `supervised:<data> (<n> epochs)`),
     recorded by the Distiller for the card and `hf-rtp info`; None for a memory addressed by labels or never distilled."""
+    task: dict[str, Any] | None = None
+    """The stream task this memory holds when it is one memory of a bank (compress-then-recall): {"stream", "name",
+    "split", "transform"} (e.g. {"rotation_degrees": 27.0}; a permutation is named, its pixel order is in the bank's
+    bank.json), so its card says what it holds; None for a memory of a whole dataset."""
     output_mean: float = 0.0
     """Mean of a recalled image's pixels under output_norm='standardize' (the data's mean per-image mean)."""
     output_std: float = 1.0
@@ -181,9 +193,9 @@ class AddressableMemoryConfig(PretrainedConfig):
             raise ValueError(f"image_shape must be (C, H, W) with positive sizes, got {self.image_shape}")
         c, h, w = self.image_shape
         if self.num_bases < 1:
-            raise ValueError(f"num_bases (K) must be >= 1, got {self.num_bases}")
+            raise ValueError(f"num_bases (K) must be a positive integer, got {self.num_bases}")
         if self.images_per_query < 1:
-            raise ValueError(f"images_per_query (r) must be >= 1, got {self.images_per_query}")
+            raise ValueError(f"images_per_query (r) must be a positive integer, got {self.images_per_query}")
         if self.downsample < 1 or h % self.downsample or w % self.downsample:
             raise ValueError(f"downsample must be >= 1 and divide H={h} and W={w}, got {self.downsample}")
         if not self.class_names:
@@ -191,7 +203,7 @@ class AddressableMemoryConfig(PretrainedConfig):
         if len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names must be unique, got {self.class_names}")
         if self.query_dim < 1:
-            raise ValueError(f"query_dim must be >= 1, got {self.query_dim}")
+            raise ValueError(f"query_dim must be a positive integer, got {self.query_dim}")
         if len(self.mean) != c or len(self.std) != c:
             raise ValueError(f"mean and std need one value per channel (C={c}), got {self.mean} and {self.std}")
         if min(self.std) <= 0:
@@ -298,14 +310,21 @@ class AddressableMemoryConfig(PretrainedConfig):
         one_hot: the per-class synthetic set; r = floor(IPC * ds^2) images of 1/ds^2 the size per class.
         With `soft_labels=True` their K*n + 1 floats come out of the same budget (fewer r, or fewer one_hot images).
         """
-        if len(image_shape) != 3:
-            raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
+        whole = [isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 1 and v == int(v)
+                 for v in image_shape]
+        if len(image_shape) != 3 or not all(whole):
+            raise ValueError(f"image_shape must be (C, H, W) of positive integers (channels, height, width), got "
+                             f"{tuple(image_shape)}")
         c, h, w = (int(v) for v in image_shape)
         n = len(class_names)
         if n < 1:
             raise ValueError("class_names must name at least one class")
-        if ipc <= 0:
-            raise BudgetError(f"ipc must be positive, got {ipc}")
+        if not (ipc > 0 and math.isfinite(ipc)):
+            raise BudgetError(f"ipc must be positive and finite, got {ipc}")
+        # sizes first: a negative one would otherwise come out of the budget arithmetic as a budget error
+        check_positive_int("downsample", downsample)
+        if kwargs.get("query_dim") is not None:
+            check_positive_int("query_dim", kwargs["query_dim"])
         if downsample < 1 or h % downsample or w % downsample:
             raise ValueError(f"downsample must be >= 1 and divide H={h} and W={w}, got {downsample}")
         soft = bool(kwargs.get("soft_labels", False))
@@ -320,8 +339,7 @@ class AddressableMemoryConfig(PretrainedConfig):
                 raise BudgetError(f"a budget of ipc={ipc} holds no image of {c}x{h // downsample}x{w // downsample}{what}")
             num_bases = n * r
         elif addressing == "learned":
-            if num_bases < 1:
-                raise ValueError(f"num_bases (K) must be >= 1, got {num_bases}")
+            check_positive_int("num_bases", num_bases)
             r = images_per_query_for_budget((c, h, w), n, ipc, num_bases, downsample, kwargs.get("query_dim"), soft)
         else:
             raise ValueError(f"addressing must be one of {ADDRESSING_KINDS}, got {addressing!r}")
@@ -337,3 +355,10 @@ class AddressableMemoryConfig(PretrainedConfig):
             ipc=float(ipc),
             **kwargs,
         )
+
+
+# Registered on import, so AutoConfig loads saved memories with no remote code (hf_rtp/__init__.py makes sure this
+# module is imported whenever transformers is).
+from transformers import AutoConfig  # noqa: E402
+
+AutoConfig.register(AddressableMemoryConfig.model_type, AddressableMemoryConfig, exist_ok=True)

@@ -41,7 +41,7 @@ __all__ = ["DistillConfig", "Distiller", "NonFiniteError", "run_settings", "unro
 @dataclass
 class DistillConfig:
     steps: int = field(default=2000, metadata={"min": 1, "resumable": True, "help": 'Outer steps (meta-gradient updates of the memory). The paper runs 50k on a GPU.'})
-    max_minutes: float | None = field(default=None, metadata={"resumable": True, "help": 'Stop after this much wall-clock time (checked between outer steps; counts across resumes).'})
+    max_minutes: float | None = field(default=None, metadata={"resumable": True, "help": "Wall-clock limit of the run (counts across resumes): the outer loop starts no step it expects to end past it (a one-off compile counts; runs shorter than COMPILE_PAYS_MINUTES run eager unless compile is asked for), and the final evaluation then gets as long again: it trains as many of final_models as fit (at least one)."})
     unroll_steps: int = field(default=150, metadata={"min": 1, "help": 'T: inner SGD steps per unroll (150 for IPC 1/10 and 200 for IPC 50 in the paper).'})
     window: int | None = field(default=None, metadata={"min": 1, "help": 'Differentiate only the last W inner steps (truncated BPTT); None differentiates all T.'})
     random_window: bool = field(default=False, metadata={"help": 'With `window`, end each unroll at a random step in [W, T] (random truncated BPTT).'})
@@ -119,6 +119,11 @@ class DistillConfig:
         learner_specs(self.inner_learner, unrolled=True)  # and on an unknown inner learner
 
 
+# torch.compile's one-off compile takes 1-4 minutes on a CPU and then saves about a third of each step, so it only
+# pays back in runs several times longer: with compile=None, shorter time limits run eager.
+COMPILE_PAYS_MINUTES = 15.0
+
+
 def unroll_generator(seed: int, step: int, unroll_id: int) -> torch.Generator:
     """A generator that depends only on (seed, step, unroll id), mixed so nearby ids are unrelated."""
     state = np.random.SeedSequence([seed, step, unroll_id]).generate_state(2, dtype=np.uint64)
@@ -175,6 +180,9 @@ class Distiller:
                              f"{config.validation_fraction:g} per class: every class needs at least 2 images")
         validation.check_finite()
         self.train_data, self.validation = train.to(self.device), validation
+        if config.classes_per_step is not None and config.classes_per_step > memory.config.num_classes:
+            raise ValueError(f"classes_per_step={config.classes_per_step} but the memory holds {memory.config.num_classes} "
+                             f"classes: at most {memory.config.num_classes} (None: all of them)")
         self.memory = memory.to(self.device).train()
         self.objective = objective_for(self.memory, self.train_data, validation, config.classes_per_step,
                                        config.real_per_class, config.shots, config.eval_episodes, config.seed,
@@ -186,6 +194,11 @@ class Distiller:
                 p.data.copy_(broadcast(p.data.clone(), from_process=0))
         c, h, w = memory.config.image_shape
         self.compile = config.compile if config.compile is not None else compiler_available(self.device)
+        self.notes: list[str] = []  # what the run decided that a person should hear (the pipeline prints them)
+        if config.compile is None and self.compile and config.max_minutes is not None and config.max_minutes < COMPILE_PAYS_MINUTES:
+            self.compile = False
+            self.notes.append(f"compile off: a {config.max_minutes:g}-minute run is shorter than the one-off compile "
+                              f"(1-4 CPU-minutes) pays back in (about {COMPILE_PAYS_MINUTES:g}); --compile forces it")
         # Built once each, so compiled step functions and buffers are reused by every unroll.
         self.inner = [
             InnerLoop(create_learner(name, c, self.objective.outputs, (h, w), width=config.learner_width,
@@ -203,6 +216,8 @@ class Distiller:
                                     reduce=(lambda t: self.accelerator.reduce(t, reduction="sum")) if world > 1 else None)
         self.step = 0
         self.elapsed = 0.0
+        self._step_times: list[float] = []  # this process's outer steps (without validation), in seconds
+        self._validation_seconds = 0.0
         self.best: dict[str, Any] = {"accuracy": -1.0, "step": -1, "state": None}
         self.validated_step = -1
         self._prepared = False
@@ -283,9 +298,31 @@ class Distiller:
 
     # ---- the loop -----------------------------------------------------------------------------------------
 
+    def _next_step_seconds(self) -> float:
+        """What the next outer step is expected to take: the median of this process's recent steps (its first, which
+        compiles and warms up, left out while others exist), plus the last validation if the next step validates."""
+        times = self._step_times[1:] or self._step_times
+        expected = sorted(times[-5:])[len(times[-5:]) // 2] if times else 0.0
+        cfg = self.config
+        if cfg.eval_every and (self.step + 1) % cfg.eval_every == 0:
+            expected += self._validation_seconds
+        return expected
+
+    def steps_within_limit(self) -> int:
+        """The steps this run will reach: `steps`, or fewer when `max_minutes` comes first at the current pace."""
+        cfg = self.config
+        if cfg.max_minutes is None or not self._step_times:
+            return cfg.steps
+        times = self._step_times[1:] or self._step_times
+        pace = sum(times[-5:]) / len(times[-5:]) + (self._validation_seconds / cfg.eval_every if cfg.eval_every else 0)
+        left = 60 * cfg.max_minutes - self.elapsed
+        return max(self.step, min(cfg.steps, self.step + int(left // max(pace, 1e-9))))
+
     def _should_stop(self) -> bool:
         cfg = self.config
-        stop = self.step >= cfg.steps or (cfg.max_minutes is not None and self.elapsed >= 60 * cfg.max_minutes)
+        # the time limit holds: no step starts that is expected to end past it
+        stop = self.step >= cfg.steps or (cfg.max_minutes is not None and
+                                          self.elapsed + self._next_step_seconds() > 60 * cfg.max_minutes)
         if self.accelerator.num_processes > 1:
             # Clocks differ between ranks: the main process decides, so no rank waits alone in an all-reduce.
             flag = torch.tensor(float(stop and self.accelerator.is_main_process), device=self.device)
@@ -304,6 +341,7 @@ class Distiller:
                 self._restore(checkpoint)
             else:
                 cfg, mc = self.config, self.memory.config
+                started = time.perf_counter()  # the start's one-off work counts against max_minutes too
                 if mc.addressed_by_images:  # the head's encoder first: the real-image start standardises its queries
                     mc.query_encoder_start = start_encoder(
                         self.memory.query_head, mc.query_encoder, mc.query_encoder_kwargs, cfg.query_encoder_start,
@@ -311,6 +349,7 @@ class Distiller:
                 if self.init == "real":
                     # Every rank draws the same images (same seed, same data), so the memories stay identical.
                     init_from_real(self.memory, self.train_data, torch.Generator().manual_seed(cfg.seed))
+                self.elapsed += time.perf_counter() - started
             self.accelerator.wait_for_everyone()
         except BaseException:
             self.session.__exit__(None, None, None)
@@ -340,19 +379,34 @@ class Distiller:
 
     def _train(self) -> AddressableMemory:
         cfg = self.config
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="distill", disable=not (cfg.progress and self.accelerator.is_main_process))
+        show = cfg.progress and self.accelerator.is_main_process
+        for note in self.notes:
+            if show:
+                tqdm.write(note)
+        # The bar's total is the real bound: `steps`, or what fits in max_minutes at the pace so far.
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="distill", disable=not show)
         postfix: dict[str, str] = {}
         while not self._should_stop():
             started = time.perf_counter()
+            if self.compile and not self._step_times:
+                bar.set_description("distill (compiling: first step)", refresh=True)
             metrics: dict[str, Any] = {"step": self.step + 1, **self.meta_step()}
+            self._step_times.append(time.perf_counter() - started)
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.accelerator.is_main_process:
+                before = time.perf_counter()
+                if self.compile and not self._validation_seconds:
+                    bar.set_description("distill (compiling: first validation)", refresh=True)
                 self._record_validation(metrics)
+                self._validation_seconds = time.perf_counter() - before
                 postfix["val"] = f"{100 * metrics['val_accuracy']:.1f}%"
+            bar.set_description("distill", refresh=False)
             self.elapsed += time.perf_counter() - started
             metrics["seconds"] = round(self.elapsed, 3)
             self.session.log(metrics)
             postfix["loss"] = f"{metrics['loss']:.3f}"
             bar.set_postfix(postfix, refresh=False)
+            if cfg.max_minutes is not None:
+                bar.total = self.steps_within_limit()
             bar.update(1)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()

@@ -77,8 +77,14 @@ def few_shot_evaluation(memory, data: ImageClassificationData, way: int, shots: 
 
     import numpy as np
 
-    runs = [episode_accuracy(memory, episode, config, device)
-            for episode in draw_episodes(data, way, shots, others, episodes, seed)]
+    import time
+
+    start, runs = time.perf_counter(), []
+    for episode in draw_episodes(data, way, shots, others, episodes, seed):
+        if runs and config.max_minutes is not None and time.perf_counter() - start >= 60 * config.max_minutes:
+            break  # the time limit: at least one episode, and the record says how many ran
+        runs.append(episode_accuracy(memory, episode, config, device))
+    episodes = len(runs)
     mean, std = float(np.mean(runs)), float(np.std(runs))
     learner = f"ConvNet-{config.width}" if config.learner == "convnet" else config.learner
     record = {"split": data.split or "test", "models": episodes, "epochs": config.epochs, "learner": learner,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -51,6 +51,7 @@ class EvalConfig:
     teacher_width: int = field(default=64, metadata={"help": "Width of that teacher ConvNet."})
     test_batch_size: int = field(default=1024, metadata={"help": 'Batch size when testing.'})
     progress: bool = field(default=True, metadata={"help": "Show progress bars (models, and epochs within each)."})
+    max_minutes: float | None = field(default=None, metadata={"help": "Start no new model after this many minutes: at least one is trained, and random real images then train as many models as the memory did, so the two rows stay paired; the record says how many ran. None: all `models`."})
 
     def __post_init__(self):
         for name in ("models", "epochs", "batch_size", "test_batch_size", "teacher_epochs", "teacher_width"):
@@ -64,6 +65,8 @@ class EvalConfig:
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be positive (None: no time limit), got {self.max_minutes}")
         if self.input_size is not None and self.input_size < 4:
             raise ValueError(f"input_size must be >= 4 pixels (or None), got {self.input_size}")
 
@@ -180,6 +183,9 @@ def evaluate_images(
     runs = []
     bar = tqdm(range(config.models), desc="evaluate", disable=not config.progress, leave=False)
     for i in bar:
+        if runs and config.max_minutes is not None and time.perf_counter() - start >= 60 * config.max_minutes:
+            bar.write(f"evaluate: {len(runs)} of {config.models} models within --max-minutes {config.max_minutes:g}")
+            break
         net = train_from_scratch(images, labels, test.num_classes, config, config.seed + i, device)
         runs.append(accuracy(net, test, config.test_batch_size))
         bar.set_postfix(acc=f"{100 * np.mean(runs):.2f}%")
@@ -272,6 +278,8 @@ def evaluate_memory(
     `memory.config.evaluation`, which the model card shows. Returns that record."""
     config = config or EvalConfig()
     distilled = evaluate_recalled(memory, test, config, device)
+    if len(distilled.runs) < config.models:  # stopped by max_minutes: the baseline trains as many, paired by seed
+        config = replace(config, models=len(distilled.runs), max_minutes=None)
     record: dict[str, Any] = {
         "split": test.split or "test",
         "models": config.models,

@@ -22,6 +22,7 @@ from .data import ALIASES, DIGITS, KNOWN_DATASETS, spec_for
 from .recalled_dataset import class_ids
 
 WEIGHTS_NAME = "model.safetensors"
+PICKLE_WEIGHTS_NAME = "pytorch_model.bin"  # what from_pretrained reads instead with use_safetensors=False
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 CARD_TEMPLATE = "addressable_memory.md"
@@ -74,23 +75,49 @@ def expected_tensors(cls: type, config: AddressableMemoryConfig) -> dict[str, tu
     return {name: (tuple(t.shape), t.is_floating_point()) for name, t in model.state_dict().items()}
 
 
+def _read_pickle_weights(weights: str) -> dict[str, torch.Tensor]:
+    """The tensors of a pytorch_model.bin, read without running pickled code (weights_only), as transformers does."""
+    try:
+        tensors = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, not a torch file, or pickled objects beyond tensors
+        raise CheckpointError(f"{weights} is corrupt or not a PyTorch weights file: {str(error).splitlines()[0]}") from error
+    if not isinstance(tensors, dict) or not all(isinstance(t, torch.Tensor) for t in tensors.values()):
+        raise CheckpointError(f"{weights} does not hold a dict of tensors (a state_dict)")
+    return tensors
+
+
 def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, kwargs: dict[str, Any],
                      expected: dict[str, tuple[tuple[int, ...], bool]]) -> None:
-    """Refuse weights that are missing, corrupt, or shaped unlike `expected` (the config's tensors), naming the problem."""
+    """Refuse weights that are missing, corrupt, or shaped unlike `expected` (the config's tensors), naming the problem.
+
+    The file checked is the one from_pretrained will read: model.safetensors, or pytorch_model.bin with
+    `use_safetensors=False` (checking the one and loading the other would let anything through)."""
     from safetensors import SafetensorError, safe_open
 
-    weights = _resolve(path, WEIGHTS_NAME, kwargs)
-    try:
-        with safe_open(weights, framework="pt") as f:
-            found = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
-            dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
-            # integer or boolean tensors would be cast to float and used; NaN or inf would poison every recall
-            problems = [f"tensor {key!r} holds {dtype} values, not floats" for key, dtype in dtypes.items()
-                        if dtype not in FLOAT_DTYPES and expected.get(key, ((), False))[1]]  # unexpected ones: below
-            problems += [f"tensor {key!r} has non-finite values (NaN or inf)" for key in f.keys()
-                         if dtypes[key] in FLOAT_DTYPES and not bool(f.get_tensor(key).isfinite().all())]
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{weights} is corrupt or not a safetensors file: {error}") from error
+    if kwargs.get("use_safetensors") is False:
+        if os.path.isdir(path) and not Path(path, kwargs.get("subfolder") or "", PICKLE_WEIGHTS_NAME).is_file():
+            raise CheckpointError(f"{path} holds no {PICKLE_WEIGHTS_NAME}, the only weights use_safetensors=False reads: "
+                                  f"drop use_safetensors=False to load its {WEIGHTS_NAME}")
+        weights = _resolve(path, PICKLE_WEIGHTS_NAME, kwargs)
+        tensors = _read_pickle_weights(weights)
+        found = {key: tuple(t.shape) for key, t in tensors.items()}
+        dtypes = {key: str(t.dtype).removeprefix("torch.") for key, t in tensors.items()}
+        floats = {key for key, t in tensors.items() if t.is_floating_point()}
+        non_finite = [key for key in floats if not bool(tensors[key].isfinite().all())]
+    else:
+        weights = _resolve(path, WEIGHTS_NAME, kwargs)
+        try:
+            with safe_open(weights, framework="pt") as f:
+                found = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+                dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+                floats = {key for key, dtype in dtypes.items() if dtype in FLOAT_DTYPES}
+                non_finite = [key for key in f.keys() if key in floats and not bool(f.get_tensor(key).isfinite().all())]
+        except (SafetensorError, OSError, ValueError) as error:
+            raise CheckpointError(f"{weights} is corrupt or not a safetensors file: {error}") from error
+    # integer or boolean tensors would be cast to float and used; NaN or inf would poison every recall
+    problems = [f"tensor {key!r} holds {dtype} values, not floats" for key, dtype in dtypes.items()
+                if key not in floats and expected.get(key, ((), False))[1]]  # unexpected ones: below
+    problems += [f"tensor {key!r} has non-finite values (NaN or inf)" for key in non_finite]
     if problems:
         raise CheckpointError(f"{weights} cannot be loaded: " + "; ".join(problems))
     problems = [f"missing tensor {k!r} {shape}" for k, (shape, _) in expected.items() if k not in found]
@@ -106,17 +133,20 @@ def check_checkpoint(path: str | os.PathLike, config: AddressableMemoryConfig, k
 
 def load_checked(loader: Callable, cls: type, path: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
     """Run transformers' from_pretrained (`loader`, bound to the model class `cls`) after checking the files, so no
-    tensor is silently re-initialised; returns what it returns."""
+    tensor is silently re-initialised; returns what it returns.
+
+    The folder's config.json is checked whether or not a config object is passed: `AutoModel.from_pretrained` passes
+    one it built from that file, with the defaults (mean 0, std 1, ...) of any field the file does not state."""
     config = kwargs.get("config")
+    config_file = _resolve(path, CONFIG_NAME, kwargs)
+    try:
+        stated = json.loads(Path(config_file).read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
+    missing = [k for k in REQUIRED_CONFIG_KEYS if not isinstance(stated, dict) or k not in stated]
+    if missing:
+        raise CheckpointError(f"{config_file} does not state {missing}: a memory's config must (save_pretrained writes them)")
     if not isinstance(config, AddressableMemoryConfig):
-        config_file = _resolve(path, CONFIG_NAME, kwargs)
-        try:
-            stated = json.loads(Path(config_file).read_text())
-        except (OSError, ValueError) as error:
-            raise CheckpointError(f"{config_file} is not valid JSON: {error}") from error
-        missing = [k for k in REQUIRED_CONFIG_KEYS if k not in stated]
-        if missing:
-            raise CheckpointError(f"{config_file} does not state {missing}: a memory's config must (save_pretrained writes them)")
         try:
             config = AddressableMemoryConfig.from_json_file(config_file)
         except Exception as error:  # bad JSON, or a config that fails validation
@@ -127,6 +157,11 @@ def load_checked(loader: Callable, cls: type, path: str | os.PathLike, *args: An
     memory, info = loader(path, *args, output_loading_info=True, **kwargs)
     if info.get("missing_keys") or info.get("unexpected_keys") or info.get("mismatched_keys"):
         raise CheckpointError(f"loading {path} left tensors unset: {info}")
+    # and the tensors as loaded, whatever file or code path they came from: nothing non-finite reaches a recall
+    try:
+        memory.check_finite()
+    except ValueError as error:
+        raise CheckpointError(f"loading {path}: {error}") from error
     return (memory, info) if want_info else memory
 
 
@@ -193,6 +228,10 @@ def model_card(
     """The model card: metadata (license, datasets, model-index results when evaluated) and the template in
     model_cards/, filled from the config alone."""
     dataset = config.dataset_name or "unknown dataset"
+    if config.task:  # one memory of a bank: which task of which stream
+        t = config.task
+        how = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in (t.get("transform") or {}).items())
+        dataset = f"{dataset}, {t.get('name')} of a {t.get('stream')} stream ({how}; its bank's bank.json rebuilds the test set)"
     dataset_id = hub_dataset(config.dataset_name)
     repo_id = repo_id or "path/to/this/memory"
     model_name = repo_id.rstrip("/").split("/")[-1]
@@ -333,6 +372,32 @@ def push_recalled_dataset(dataset, config: AddressableMemoryConfig, repo_id: str
     return repo_id
 
 
+def recall_picture(memory, dataset, path: Path, per_class: int = 10, classes: int = 20) -> Path:
+    """recalled.png: what this recall holds, up to `per_class` images of each of its first `classes` labels, each
+    stretched to full contrast (pixels through `memory`'s pixel space)."""
+    import numpy as np
+
+    from . import viz
+
+    labels = np.asarray(dataset["label"])
+    names = dataset.features["label"].names
+    shown = [y for y in dict.fromkeys(labels.tolist())][:classes]
+    rows = [np.flatnonzero(labels == y)[:per_class] for y in shown]
+    m = min(len(r) for r in rows)
+    pixels = np.asarray(dataset.select(np.concatenate([r[:m] for r in rows]))["pixel_values"], dtype=np.float32)
+    viewable = memory.to_viewable(torch.from_numpy(pixels), stretch=True).view(len(shown), m, *pixels.shape[1:])
+    title = f"recalled images ({m} per class of {len(labels)} recalled, each stretched to full contrast)"
+    return viz.save_image_grid(viewable, [names[y] for y in shown], path, title)
+
+
+def basis_usage(memory) -> torch.Tensor | None:
+    """How much the addressing draws on each basis (K): the summed |coefficients| of the learned addressing matrices
+    (r, d_y, K), so bases.png shows the most used first; None for fixed addressing."""
+    if memory.addressing is None:
+        return None
+    return memory.addressing.detach().abs().sum(dim=tuple(range(memory.addressing.dim() - 1)))
+
+
 @torch.no_grad()
 def write_pictures(memory, folder: str | Path, classes: Sequence[int | str] | None = None, per_class: int = 10) -> list[Path]:
     """What a saved memory shows next to its card: recalled.png (up to 20 classes, `per_class` images each,
@@ -342,14 +407,14 @@ def write_pictures(memory, folder: str | Path, classes: Sequence[int | str] | No
 
     folder, config = Path(folder), memory.config
     if config.addressed_by_images:  # nothing to recall without query images: the bases alone
-        return [viz.save_bases(memory.bases[:32], folder / "bases.png", total=config.num_bases)]
+        return [viz.save_bases(memory.bases, folder / "bases.png", total=config.num_bases, usage=basis_usage(memory))]
     ids = class_ids(config.class_names, classes)[:20]
     m = min(per_class, config.images_per_query)
     images = memory(labels=torch.tensor(ids, device=memory.device), image_indices=torch.arange(m)).images.float()
     viewable = memory.to_viewable(images, stretch=True).cpu().view(len(ids), m, *images.shape[1:])
     title = f"recalled images ({m} of r={config.images_per_query} per class, each stretched to full contrast)"
     paths = [viz.save_image_grid(viewable, [config.class_names[i] for i in ids], folder / "recalled.png", title)]
-    paths.append(viz.save_bases(memory.bases[:32], folder / "bases.png", total=config.num_bases))
+    paths.append(viz.save_bases(memory.bases, folder / "bases.png", total=config.num_bases, usage=basis_usage(memory)))
     if memory.addressing is not None and config.query_dim == config.num_classes:
         paths.append(viz.save_class_similarity(memory.addressing, config.class_names, folder / "class_similarity.png"))
     return paths

@@ -358,3 +358,10 @@ class AddressableMemory(PreTrainedModel):
                 folder, push_to_hub=True, repo_id=repo_id, tags=tags, max_shard_size=max_shard_size,
                 dataset_repo_id=dataset_repo_id if push_dataset else None, commit_message=commit_message,
                 commit_description=commit_description, private=private, token=token, revision=revision, create_pr=create_pr)
+
+
+# Registered on import, so AutoModel loads saved memories with no remote code (hf_rtp/__init__.py makes sure this
+# module is imported whenever transformers is).
+from transformers import AutoModel  # noqa: E402
+
+AutoModel.register(AddressableMemoryConfig, AddressableMemory, exist_ok=True)

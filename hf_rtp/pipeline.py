@@ -33,10 +33,16 @@ def distill_memory(
         memory = distiller.train()
         if distiller.accelerator.is_main_process:
             if test is not None and config.final_models:
+                # --max-minutes bounds the final evaluation too, with a budget of its own of the same length (at
+                # least one model of each kind; the record says how many ran): a short run stays short, and a long
+                # run's evaluation is not squeezed by a loop that used all of its time
                 final = EvalConfig(models=config.final_models, epochs=config.final_epochs, width=config.eval_width,
-                                   seed=config.seed, augment=config.augment, progress=config.progress)
+                                   seed=config.seed, augment=config.augment, progress=config.progress,
+                                   max_minutes=config.max_minutes)
                 distiller.objective.evaluate(test, final, train=train, device=distiller.device)
             distiller.run.save_memory(memory)
+            if memory.config.addressed_by_images and test is not None:
+                picture_recall_by_images(memory, test, config.shots, config.seed, distiller.run.memory_path)
             if config.push_to_hub:
                 memory.push_to_hub(config.push_to_hub, push_dataset=config.push_dataset)
             distiller.session.end()
@@ -60,3 +66,17 @@ def distill_dataset(data: DataConfig, sizing: MemoryOptions, config: DistillConf
                  f"classes; memory K={mc.num_bases} r={mc.images_per_query} ds={mc.downsample} ({mc.storage_floats()} "
                  f"floats, budget {mc.budget_ipc():g} image(s) per class)")
     return distill_memory(config, memory, train, test=test, accelerator=accelerator)
+
+
+def picture_recall_by_images(memory: AddressableMemory, test: ImageClassificationData, shots: int, seed: int, folder) -> None:
+    """recalled.png for a memory addressed by images: what it recalls from `shots` test pictures of each of up to 10
+    classes (one query each), drawn from `seed`; the card then shows it."""
+    from .episodes import draw_episode
+    from .hub import recall_picture, write_card
+
+    episode = draw_episode(test, min(10, test.num_classes), shots, 1, torch.Generator().manual_seed(seed))
+    names = [test.class_names[c] for c in episode.classes]
+    images = episode.shots.flatten(0, 1).to(memory.device)
+    recalled = memory.recall(images=images, labels=[n for n in names for _ in range(shots)])
+    recall_picture(memory, recalled, folder / "recalled.png")
+    write_card(memory.config, folder)

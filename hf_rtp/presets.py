@@ -71,8 +71,23 @@ def preset_name(dataset: str) -> str:
     return ALIASES.get(dataset, dataset)
 
 
-def resolve_run_options(namespace: argparse.Namespace) -> tuple[DataConfig, MemoryOptions, DistillConfig]:
-    """The run's three configs: given options over the saved settings (on resume) over the preset over defaults."""
+def local_copy_preset(dataset: str) -> str | None:
+    """The preset of a local folder that is a copy of a dataset with one, recognised by its folder name (`mnist`,
+    `ylecun-mnist`, `ylecun___mnist`...: the alias or the Hub repo's name), else None."""
+    if not Path(dataset).exists():
+        return None
+    name = Path(dataset).resolve().name.lower().replace("-", "_")
+    for key in PRESETS:
+        repo = key.split("/")[-1].lower().replace("-", "_")
+        if name in (repo, key.lower().replace("/", "_").replace("-", "_"), key.lower().replace("/", "___")) or \
+                ALIASES.get(name) == key:
+            return key
+    return None
+
+
+def resolve_run_options(namespace: argparse.Namespace, note=None) -> tuple[DataConfig, MemoryOptions, DistillConfig]:
+    """The run's three configs: given options over the saved settings (on resume) over the preset over defaults.
+    `note` (e.g. print) hears which preset a local folder got, or that none applies and what the defaults cost."""
     explicit = {}
     for cls in RUN_CLASSES:
         explicit.update(given(namespace, cls))
@@ -84,12 +99,36 @@ def resolve_run_options(namespace: argparse.Namespace) -> tuple[DataConfig, Memo
                 **saved.get("distill", {})}
     else:
         # the preset of the dataset named, unless --preset names another (a local copy of a Hub dataset) or none
-        chosen = preset_name(getattr(namespace, "preset", None) or explicit.get("dataset", DataConfig.dataset))
+        dataset = explicit.get("dataset", DataConfig.dataset)
+        chosen = preset_name(getattr(namespace, "preset", None) or dataset)
+        if getattr(namespace, "preset", None) is None and chosen not in PRESETS:
+            local = local_copy_preset(dataset)
+            if local is not None:  # a local copy of a dataset with a preset runs what the Hub id would
+                chosen = local
+                if note:
+                    note(f"{dataset}: a local copy of {local}, so its preset applies (--preset none for the defaults)")
+            elif note and Path(dataset).exists():
+                limit = explicit.get("max_minutes", DistillConfig.max_minutes)
+                note(f"{dataset}: no preset applies, so the defaults do: {explicit.get('steps', DistillConfig.steps)} "
+                     f"outer steps of T={explicit.get('unroll_steps', DistillConfig.unroll_steps)} "
+                     + (f"within {limit:g} minutes" if limit else "with no time limit (hours on a CPU)")
+                     + "; --preset NAME applies a dataset's preset, --max-minutes bounds the time")
         base = dict(PRESETS.get(chosen, {}))
         ipc = explicit.get("ipc", base.get("ipc", MemoryOptions.ipc))
         base.update(PRESETS_BY_IPC.get(chosen, {}).get(ipc, {}))
     values = {**base, **explicit}
-    return build(DataConfig, values), build(MemoryOptions, values), build(DistillConfig, values)
+    data, memory, distill = build(DataConfig, values), build(MemoryOptions, values), build(DistillConfig, values)
+    if memory.query_encoder is None:  # options of image addressing would be silently ignored on a label memory
+        ignored = sorted(k for k in explicit if k in IMAGE_ADDRESSING_OPTIONS)
+        if ignored:
+            raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in ignored)} apply to memories addressed by "
+                             "images (--query-encoder NAME); this memory is addressed by labels")
+    return data, memory, distill
+
+
+# DistillConfig's options that only mean something for a memory with a query head
+IMAGE_ADDRESSING_OPTIONS = ("shots", "eval_episodes", "query_encoder_start", "query_encoder_weights",
+                            "query_encoder_epochs", "query_encoder_lr")
 
 
 def output_dir_problem(path: str) -> str | None:

@@ -81,7 +81,7 @@ def recalled_dataset(
         features["label"] = ClassLabel(names=list(class_names or config.class_names))
         columns["label"] = np.asarray(labels, dtype=np.int64)[owner]
     if soft_labels is not None:
-        features["soft_label"] = List(Value("float32"), length=config.num_classes)
+        features["soft_label"] = List(Value("float32"), length=soft_labels.shape[1])
         columns["soft_label"] = soft_labels.astype(np.float32, copy=False)
     features["address"] = Value("int32")
     columns["address"] = np.tile(np.arange(r, dtype=np.int32), n)
@@ -116,12 +116,24 @@ def _recall(memory, rows: torch.Tensor, by_queries: bool, preview: bool, batch_s
 
 
 def recall_by_labels(memory, classes: Sequence[int | str] | None = None, preview: bool = False, batch_size: int = 64) -> Dataset:
-    """Every recalled image of each class in `classes` (names or ids; default all), labelled with the memory's
-    ClassLabel (the same label space whatever subset is asked for)."""
-    rows = torch.tensor(class_ids(memory.config.class_names, classes), dtype=torch.long, device=memory.device)
+    """Every recalled image of each class in `classes` (names or ids; default all). The label space is the package's
+    one convention for every recall (memory, bank, pictures): the `label` ClassLabel names the classes asked for,
+    in the order asked (all of them, in the memory's order, when none are named), so a subset trains a classifier
+    of exactly that many outputs and its names say which class each id is. Learned soft labels are restricted to
+    the same classes (mass on the others dropped, each row renormalised)."""
+    if classes is not None and not isinstance(classes, (str, bytes)) and len(classes) == 0:
+        raise ValueError("classes=[] asks for no class: pass class names or ids, or None for all")
+    ids = class_ids(memory.config.class_names, classes)
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"classes must be distinct, got {list(classes)}")
+    rows = torch.tensor(ids, dtype=torch.long, device=memory.device)
     pixels, previews, soft = _recall(memory, rows, False, preview, batch_size)
-    return recalled_dataset(memory.config, pixels, memory.config.images_per_query, labels=rows.cpu().numpy(),
-                            previews=previews, soft_labels=soft)
+    if soft is not None and classes is not None:
+        soft = soft[:, ids]
+        soft = soft / np.clip(soft.sum(1, keepdims=True), 1e-12, None)
+    return recalled_dataset(memory.config, pixels, memory.config.images_per_query, labels=np.arange(len(ids)),
+                            previews=previews, soft_labels=soft,
+                            class_names=[memory.config.class_names[i] for i in ids])
 
 
 def recall_by_queries(memory, queries: torch.Tensor, query_labels: Sequence[int] | None = None, preview: bool = False,

@@ -133,3 +133,25 @@ def test_a_damaged_bank_is_refused(tmp_path):
     (folder / "bank.json").write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match="unsafe subfolder"):
         MemoryBank.from_pretrained(folder)
+
+
+def test_repr_preview_and_empty_requests():
+    bank = disjoint_bank()
+    text = repr(bank)
+    assert text.startswith("MemoryBank(3 tasks ['digits-01', 'digits-23', 'digits-45'], 6 classes (disjoint classes)")
+    shown = bank.recall(classes=["5", "2"], preview=True)
+    assert shown.features["image"].__class__.__name__ == "Image" and len(shown["image"]) == len(shown)
+    assert shown.features["label"].names == ["5", "2"]
+    for kwargs, message in (({"classes": []}, "asks for no class"), ({"tasks": []}, "asks for no task")):
+        with pytest.raises(ValueError, match=message):
+            bank.recall(**kwargs)
+
+
+def test_saving_over_a_bank_removes_the_task_folders_it_no_longer_lists(tmp_path):
+    disjoint_bank().save_pretrained(tmp_path / "bank", pictures=False)
+    (tmp_path / "bank" / "notes").mkdir()  # not a task of the old index: left alone
+    smaller = MemoryBank()
+    smaller.add("digits-01", memory(["0", "1"], seed=1))
+    smaller.save_pretrained(tmp_path / "bank", pictures=False)
+    assert sorted(p.name for p in (tmp_path / "bank").iterdir() if p.is_dir()) == ["digits-01", "notes"]
+    assert MemoryBank.from_pretrained(tmp_path / "bank").tasks == ["digits-01"]

@@ -53,7 +53,7 @@ def test_evaluate_recall_info(distilled, tmp_path, capsys):
     assert (protocol["optimizer"], protocol["schedule"], protocol["warmup_epochs"], protocol["input_size"]) == ("adamw", "cosine", 1, 16)
     main(["recall", folder, "--output", str(tmp_path / "recalled"), "--classes", "3", "7", "--preview"])
     dataset = load_from_disk(str(tmp_path / "recalled"))
-    assert set(dataset["label"]) == {3, 7} and "image" in dataset.column_names
+    assert dataset.features["label"].names == ["3", "7"] and set(dataset["label"]) == {0, 1} and "image" in dataset.column_names
     assert "recalled 12 images of 2 classes" in capsys.readouterr().out
     # the picture draws only the chosen classes: two rows, so far shorter than the memory's ten-row picture
     two_rows = Image.open(tmp_path / "recalled" / "recalled.png").size[1]

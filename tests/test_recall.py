@@ -35,14 +35,40 @@ def test_recall_all_classes_gives_exact_pixels_and_class_labels(memory):
 def test_recall_a_subset_by_ids_or_names(memory):
     by_name = memory.recall(classes=["emu", "cat"])
     by_id = memory.recall(classes=[2, 0])
-    assert by_name["label"][:] == [2] * 5 + [0] * 5 == by_id["label"][:]
+    # the label convention of every recall: ids into the classes asked for, in the order asked
+    assert by_name["label"][:] == [0] * 5 + [1] * 5 == by_id["label"][:]
+    assert by_name.features["label"].names == ["emu", "cat"] == by_id.features["label"].names
     assert np.array_equal(np.asarray(by_name.with_format("numpy")["pixel_values"][:]), np.asarray(by_id.with_format("numpy")["pixel_values"][:]))
     with pytest.raises(ValueError, match="unknown class name 'fox'"):
         memory.recall(classes=["fox"])
     with pytest.raises(ValueError, match="out of range"):
         memory.recall(classes=[3])
     # numeric strings that name no class are ids (what a command line passes)
-    assert memory.recall(classes=["2", "0"])["label"][:] == [2] * 5 + [0] * 5
+    assert memory.recall(classes=["2", "0"]).features["label"].names == ["emu", "cat"]
+    for bad, message in (([], "asks for no class"), ([0, "cat"], "distinct")):
+        with pytest.raises(ValueError, match=message):
+            memory.recall(classes=bad)
+
+
+def test_the_three_recall_paths_share_one_label_convention(memory):
+    """memory.recall(classes), bank.recall(classes) and recall by pictures all name the classes asked for, in the
+    order asked, and label ids index those names: mixing them cannot silently mislabel."""
+    from hf_rtp import MemoryBank
+
+    asked = ["emu", "cat"]
+    by_memory = memory.recall(classes=asked)
+    bank = MemoryBank()
+    bank.add("task-a", memory)
+    by_bank = bank.recall(classes=asked)
+    for ds in (by_memory, by_bank):
+        assert ds.features["label"].names == asked
+        assert ds["label"][:] == [0] * 5 + [1] * 5
+    np.testing.assert_array_equal(np.asarray(by_bank["pixel_values"]), np.asarray(by_memory["pixel_values"]))
+    # pictures: the labels given, in order of first appearance (a shot folder gives them in sorted folder order)
+    head = AddressableMemory(AddressableMemoryConfig(image_shape=[3, 8, 8], class_names=NAMES, num_bases=2, images_per_query=2,
+                                                     downsample=2, query_encoder="test_resnet", query_dim=4))
+    by_pictures = head.recall(images=torch.zeros(3, 3, 8, 8), labels=["emu", "cat", "emu"])
+    assert by_pictures.features["label"].names == asked and by_pictures["label"][:] == [0, 0, 1, 1]
 
 
 def test_recall_by_arbitrary_query_vectors(memory):

@@ -447,7 +447,16 @@ class CompressThenRecall(ContinualMethod):
                              "needs an image of every class")
         for _ in range(self.config.final_steps):
             self.distiller.step(*self.reservoir.draw(self.config.real_per_step))
-        self.bank.add(task.name, self.distiller.finish())
+        memory = self.distiller.finish()
+        # what the task memory holds, for its own card: the stream's source and this task's transform
+        stream = self.bank.stream or {}
+        entry = next((t for t in stream.get("tasks", []) if t["name"] == task.name), {})
+        transform = entry.get("transform", {})
+        memory.config.dataset_name = stream.get("dataset")
+        memory.config.task = {"stream": stream.get("stream"), "name": task.name, "split": stream.get("split"),
+                              "transform": {"permutation": "fixed, its pixel order in the bank's bank.json"}
+                              if "permutation" in transform else transform}
+        self.bank.add(task.name, memory)
         self.recalls.append(self.distiller.objective)
         self.reservoir = None  # the raw images are dropped; the memory keeps the task
         self.distiller = None
