@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=None, help="the JSON to write (default: bench/results/continual_<stream>[_validation].json)")
     args = parser.parse_args(argv)
     if args.plot:
-        for path in sorted(RESULTS.glob("continual_*.json")):
-            if not path.stem.endswith("_validation"):
+        from hf_rtp.continual import STREAMS
+
+        for path in sorted(RESULTS / f"continual_{stream}.json" for stream in STREAMS):
+            if path.exists():  # the streams' test-split tables (not their validation or per-task pilots)
                 print(f"wrote {plot(str(path))}")
         return
     if args.threads:

@@ -66,7 +66,7 @@ def startup(lines):
     r = load("startup.json")
     if not r:
         return
-    rows = [f"| `{row['command']}` | {row['seconds']:.2f} s | {row['vs_import_torch']:.2f}x |" for row in r["rows"]]
+    rows = [f"| `{row['measured']}` | {row['seconds']:.2f} s | {row['vs_import_torch']:.2f}x |" for row in r["rows"]]
     lines += ["### Start-up cost of the command line (`bench/startup.py`)", "",
               "Each command in a fresh process, the fastest of "
               f"{r['repeats']}, next to a bare `python -c \"import torch\"` measured in the same run: commands import "

@@ -168,7 +168,7 @@ python bench/continual.py --stream permutations --methods replay --lr 0.03 --see
 python bench/continual.py --stream permutations --methods replay --lr 0.01 --glances 5 --tag glances5 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods ewc --lr 0.03 --ewc-lambda 10 --seeds 0 1 2
 OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --methods compress-then-recall --seeds 0 1 2 --save-bank bench/results/memories/continual-permutations-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread benchmark on the 2 cores'
-OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods compress-then-recall --seeds 0 --save-bank bench/results/memories/continual-many-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread benchmark on the 2 cores'
+OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods compress-then-recall --seeds 0 1 2 --save-bank bench/results/memories/continual-many-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread process on the 2 cores'
 OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods online --lr 0.03 --seeds 0 1 2
 OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods replay --lr 0.03 --seeds 0 1 2
 OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods replay --lr 0.01 --glances 10 --tag glances10 --seeds 0 1 2

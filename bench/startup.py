@@ -46,10 +46,10 @@ def main() -> None:
     }
     measured = {name: seconds(command, args.repeats) for name, command in commands.items()}
     torch_seconds = measured["import torch"]
-    rows = [{"command": name, "seconds": round(s, 3), "vs_import_torch": round(s / torch_seconds, 2)}
+    rows = [{"measured": name, "seconds": round(s, 3), "vs_import_torch": round(s / torch_seconds, 2)}
             for name, s in measured.items()]
     for row in rows:
-        print(f"{row['command']:<24} {row['seconds']:6.2f} s  {row['vs_import_torch']:.2f}x import torch")
+        print(f"{row['measured']:<24} {row['seconds']:6.2f} s  {row['vs_import_torch']:.2f}x import torch")
     write_result(args.output, {"repeats": args.repeats, "memory": MEMORY, "bank": BANK, "rows": rows}, args)
     print(f"wrote {args.output}")
 

@@ -380,8 +380,8 @@ class Distiller:
     def _train(self) -> AddressableMemory:
         cfg = self.config
         show = cfg.progress and self.accelerator.is_main_process
-        for note in self.notes:
-            if show:
+        for note in self.notes:  # what the run decided is said even with --no-progress
+            if self.accelerator.is_main_process:
                 tqdm.write(note)
         # The bar's total is the real bound: `steps`, or what fits in max_minutes at the pace so far.
         bar = tqdm(total=cfg.steps, initial=self.step, desc="distill", disable=not show)

@@ -388,6 +388,7 @@ WRITTEN = {
     "faults": ({"run", "checkpoint_every", "seed", "reference_seconds", "hook_calls", "kills", "killed", "bit_identical",
                 "max_steps_lost", "by_kind", "rows"},
                {"kill", "how", "at", "status", "last_logged_step", "resumed_from_step", "steps_lost", "resumes", "bit_identical"}),
+    "startup": ({"repeats", "memory", "bank", "rows"}, {"measured", "seconds", "vs_import_torch"}),
     "cifar10": ({"config", "dataset", "train_images", "test_images", "distill_minutes", "settings", "evaluation", "result", "paper",
                  "memory_folder", "elapsed_seconds_after_each_outer_step"}, None),
 }
