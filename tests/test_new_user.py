@@ -139,11 +139,14 @@ def test_options_that_would_be_ignored_are_refused(tmp_path, capsys):
 
 
 def test_a_destination_that_cannot_be_written_is_refused_before_any_training(tmp_path, capsys):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
     main(["distill", "--output-dir", str(tmp_path / "run"), *TINY])
     capsys.readouterr()
     memory = tmp_path / "run" / "memory"
+    (tmp_path / "taken").write_text("a file")  # under a file: refused for every user, root included
+    code, _, err = run_cli(["evaluate", str(memory), "--save-to", str(tmp_path / "taken" / "out"), "--epochs", "300"], capsys)
+    assert code == 2 and "is a file, not a folder" in err
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders: the read-only case needs another user")
     memory.chmod(0o555)
     try:
         code, _, err = run_cli(["evaluate", str(memory), "--save", "--models", "1", "--epochs", "300"], capsys)
