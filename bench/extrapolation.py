@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from common import RESULTS, add_result_options, command_line, resolve_dataset, write_result
+from common import RESULTS, add_result_options, command_line, repo_relative, resolve_dataset, write_result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                               for n in bank.tasks],
               "ipc": args.ipc, "memory_floats": [bank.memories[n].config.storage_floats() for n in bank.tasks],
               "steps": args.steps, "minutes_per_task": minutes, "learner": config.learner,
-              "config": dataclasses.asdict(config), "bank": args.bank, "rows": rows_out}
+              "config": dataclasses.asdict(config), "bank": repo_relative(args.bank), "rows": rows_out}
     for way in args.ways:
         choices = [list(c) for tasks in itertools.combinations(groups, way) for c in itertools.product(*tasks)]
         if args.samples is not None and args.samples < len(choices):

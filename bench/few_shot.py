@@ -13,16 +13,24 @@ classes from its k shots per class (the shots' labels are never shown to a memor
   label-addressed memory recalls r' images of that label, and a fresh ConvNet trains on them.
 Both networks are scored on up to `--test-per-class` other test images of each episode class. Reported: mean and
 95% interval (1.96 std / sqrt(episodes)) over episodes, with each memory's stored floats and the head's weights.
-Writes bench/results/few_shot.json (few_shot_held_out.json with --held-out; --merge adds settings).
+Writes bench/results/few_shot.json (few_shot_held_out.json with --held-out; --merge adds settings). `--methods`
+runs only some columns and `--label` names the image-addressing column, so a second image-addressed memory (another
+encoder start) joins a table next to the first on the same episodes; with --merge, a row keeps the columns this run
+did not compute, and every column records the command and the memory it came from.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
+from pathlib import Path
 
-from common import RESULTS, add_result_options, command_line, default_device, resolve_dataset, write_result
+from common import RESULTS, add_result_options, command_line, default_device, repo_relative, resolve_dataset, write_result
+
+
+METHODS = ("image addressing", "nearest neighbour", "classify-then-recall")
 
 
 def features(net, images, device):
@@ -48,6 +56,10 @@ def main() -> None:
     parser.add_argument("--test-per-class", type=int, default=100)
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the fresh learners (the same networks up to float rounding, faster on a CPU)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                        help="which columns to compute (default: all)")
+    parser.add_argument("--label", default="image addressing",
+                        help="the image-addressing column's name (e.g. 'image addressing, supervised start')")
     parser.add_argument("--device", default=None)
     parser.add_argument("--seed", type=int, default=0)
     add_result_options(parser, RESULTS / "few_shot.json", mergeable=True)
@@ -106,8 +118,27 @@ def main() -> None:
                "nearest neighbour": nearest_neighbour}
     if not args.held_out:  # the label memory cannot recall classes it was never distilled on
         methods["classify-then-recall"] = classify_then_recall
+    methods = {name: method for name, method in methods.items() if name in args.methods}
+    sources = {"image addressing": {"memory": repo_relative(args.image_memory),
+                                    "start": by_images.config.query_encoder_start or "random",
+                                    "floats": by_images.config.storage_floats(),
+                                    "head_floats": by_images.config.query_head_floats()},
+               "classify-then-recall": {"memory": repo_relative(args.label_memory),
+                                        "floats": by_labels.config.storage_floats()},
+               "nearest neighbour": {}}
+    row_key = lambda r: (r["way"], r["shots"], r["held_out"])  # noqa: E731
+    earlier = {}
+    if args.merge and Path(args.output).exists():  # columns of an earlier run on the same episodes stay in their row
+        before = json.loads(Path(args.output).read_text())
+        mine = {"seen": seen, "held_out": args.held_out or [], "episodes": args.episodes}
+        theirs = {k: before.get(k) for k in mine}
+        if theirs != mine:
+            raise SystemExit(f"few_shot.py: --merge into {args.output}: its rows were scored on other episodes "
+                             f"({theirs}, this run {mine}); pass another --output")
+        earlier = {row_key(r): r for r in before.get("rows", [])}
     rows = []
-    record = {"image_memory": args.image_memory, "label_memory": args.label_memory, "dataset": dataset,
+    record = {"image_memory": repo_relative(args.image_memory), "label_memory": repo_relative(args.label_memory),
+              "dataset": args.dataset or by_images.config.dataset_name,
               "held_out": args.held_out or [], "seen": seen, "episodes": args.episodes,
               "image_memory_floats": by_images.config.storage_floats(),
               "label_memory_floats": by_labels.config.storage_floats(),
@@ -122,17 +153,21 @@ def main() -> None:
             episodes = draw_episodes(test, way, shots, args.test_per_class, args.episodes, args.seed + 1000 * way + shots)
             row = {"way": way, "shots": shots, "held_out": bool(args.held_out), "learner_compiled": args.compile,
                    "command": command_line()}
+            old = earlier.get(row_key(row))
+            if old is not None:  # the earlier columns, each with the command that computed it
+                row = {**{k: ({**v, "command": v.get("command", old["command"])} if isinstance(v, dict) else v)
+                          for k, v in old.items()}, **row}
             for name, method in methods.items():
                 started = time.perf_counter()
                 runs = [method(e) for e in episodes]
-                row[name] = {"mean": float(np.mean(runs)), "std": float(np.std(runs)),
-                             "ci95": 1.96 * float(np.std(runs)) / math.sqrt(len(runs)), "runs": runs,
-                             "seconds": time.perf_counter() - started}
-                print(f"{way}-way {shots}-shot {name:22s} {100 * row[name]['mean']:.2f} +- "
-                      f"{100 * row[name]['ci95']:.2f}%  ({row[name]['seconds']:.0f} s)", flush=True)
+                column = args.label if name == "image addressing" else name
+                row[column] = {"mean": float(np.mean(runs)), "std": float(np.std(runs)),
+                               "ci95": 1.96 * float(np.std(runs)) / math.sqrt(len(runs)), "runs": runs,
+                               "seconds": time.perf_counter() - started, **sources[name], "command": command_line()}
+                print(f"{way}-way {shots}-shot {column:22s} {100 * row[column]['mean']:.2f} +- "
+                      f"{100 * row[column]['ci95']:.2f}%  ({row[column]['seconds']:.0f} s)", flush=True)
             rows.append(row)
-            write_result(args.output, record, args, device=device,
-                         row_key=lambda r: (r["way"], r["shots"], r["held_out"]))
+            write_result(args.output, record, args, device=device, row_key=row_key)
     print(f"wrote {args.output}")
 
 

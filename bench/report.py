@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import shlex
+import statistics
 from pathlib import Path
 
 from common import RESULTS, ROOT
@@ -404,19 +405,52 @@ def trajectory(lines):
               f".{notes}", ""]
 
 
+def image_starts(lines):
+    """Where an image-addressed memory's query encoder starts (bench/image_starts.py): every run, validation split."""
+    for name in ("image_starts.json", "image_starts_0to4.json"):
+        r = load(name)
+        if not r:
+            continue
+        classes = f"digits {', '.join(r['classes'])}" if r.get("classes") else "all ten digits"
+        lines += [f"### Where the query encoder starts, {classes} (`bench/image_starts.py`)", "",
+                  f"{r['dataset']}: the few-shot memory's configuration, {r['steps']} outer steps for every start; "
+                  f"5-way 1-shot episodes of the validation split ({r['eval_episodes']} per validation, chance "
+                  f"{100 * r['chance']:.0f}%). Every run tried is a row.", "",
+                  "| start | seed | validation accuracy by outer step | best | left chance | minutes |",
+                  "|---|---|---|---|---|---|"]
+        for row in sorted(r["rows"], key=lambda row: (row["start"], row["seed"])):
+            curve = ", ".join(f"{step}: {100 * acc:.1f}" for step, acc in row["validation"])
+            lines.append(f"| {row['start']} | {row['seed']} | {curve} | {100 * row['best']:.1f}% | "
+                         f"{'yes' if row['left_chance'] else 'no'} | {row['minutes']:.1f} |")
+        by_start = {}
+        for row in r["rows"]:
+            by_start.setdefault(row["start"], []).append(row["best"])
+        means = ", ".join(f"{k} {100 * statistics.mean(v):.1f}% ({len(v)} seed{'s' if len(v) > 1 else ''})"
+                          for k, v in sorted(by_start.items(), key=lambda kv: -statistics.mean(kv[1])))
+        lines += ["", f"Mean best validation accuracy: {means}. Machine: {r['machine']}. Command: "
+                  + ", ".join(f"`{shown(c)}`" for c in r.get("commands", [r["command"]])) + f".{note(r)}", ""]
+
+
 def few_shot(lines):
     """Few-shot recall by images (bench/few_shot.py): Table 4 at our scale, and the held-out-class table."""
-    methods = ("image addressing", "classify-then-recall", "nearest neighbour")
+    baselines = ("classify-then-recall", "nearest neighbour")
     paper = {1: (55.7, 50.6, 48.6), 5: (71.2, 58.5, 61.7)}  # CIFAR-100, Table 4 (image addressing, c-t-r, NN)
     for name, title in (("few_shot.json", "Few-shot recall by images"),
                         ("few_shot_held_out.json", "Few-shot recall by images, classes never seen in distillation")):
         r = load(name)
         if not r:
             continue
-        present = [m for m in methods if any(m in row for row in r["rows"])]
+        # image-addressing columns first (one per image-addressed memory: `--label`), then the baselines
+        columns = list(dict.fromkeys(k for row in r["rows"] for k, v in row.items() if isinstance(v, dict)))
+        present = [m for m in columns if m.startswith("image addressing")] + [m for m in baselines if m in columns]
+        starts = {m: next((row[m] for row in r["rows"] if m in row and "memory" in row[m]), None)
+                  for m in present if m.startswith("image addressing")}
+        heads = "; ".join(f"{m}: `{s['memory']}`, {s['floats']} floats, encoder start {s['start']}" if s else
+                          f"{m}: `{r['image_memory']}`, {r['image_memory_floats']} floats, encoder start random"
+                          for m, s in starts.items())
         lines += [f"### {title} (`bench/few_shot.py`)", "",
                   f"{r['dataset']}, episodes of the test split (classes {', '.join(r['held_out'] or r['seen'])}); "
-                  f"the memories see only the shots. Image-addressed memory: {r['image_memory_floats']} floats plus a "
+                  f"the memories see only the shots. Image-addressed memories ({heads}), each plus a "
                   f"`{r['query_encoder']}` query head of {r['query_head_floats']} floats; label-addressed memory: "
                   f"{r['label_memory_floats']} floats. Fresh learner on each recall: {r['learner']}; the nearest-neighbour "
                   f"and classify-then-recall classifier is a `{r['query_encoder']}` trained {r['classifier_epochs']} "
@@ -556,25 +590,35 @@ def continual_retrain(lines):
 
 
 def extrapolation(lines):
-    """New classifiers from separate memories (bench/extrapolation.py), next to random and full real data."""
-    r = load("extrapolation.json")
-    if not r:
-        return
-    tasks = ", ".join("{" + ", ".join(t) + "}" for t in r["tasks"])
-    minutes = sum(r["minutes_per_task"]) / len(r["minutes_per_task"])
-    lines += ["### New classifiers from separate memories (`bench/extrapolation.py`)", "",
-              f"{r['dataset']}: tasks {tasks}, each distilled alone ({r['steps']} outer steps, {minutes:.1f} min per "
-              f"task) into a memory of {r['ipc']:g} images per class ({r['memory_floats'][0]:,} floats), kept in one "
-              f"`MemoryBank`. New tasks take classes from different memories (never seen together); a fresh "
-              f"`{r['learner']}` trains on the bank's recall of them, on random real images of the same storage, or "
-              f"on all their real training images, and is scored on their test images. Mean +- std over the new "
-              "tasks.", "",
-              "| new tasks | memories | random real (same storage) | full real data | command |", "|---|---|---|---|---|"]
-    for row in r["rows"]:
-        cells = [f"{100 * row[k]['mean']:.2f} +- {100 * row[k]['std']:.2f}%" for k in ("memories", "random real", "full real")]
-        lines.append(f"| {row['way']}-way ({row['new_tasks']}) | " + " | ".join(cells) + f" | `{shown(row['command'])}` |")
-    lines += ["", f"Machine: {r['machine']}. The paper (CIFAR-100, twenty 5-way tasks, 2-way / 5-way): memories 72.5 / "
-              f"46.5, full real data 92.2 / 82.7.{note(r)}", ""]
+    """New classifiers from separate memories (bench/extrapolation.py), next to random and full real data: the paper's
+    budget (1 image per class, extrapolation_ipc1.json) first, then 10 images per class (extrapolation.json)."""
+    for name in ("extrapolation_ipc1.json", "extrapolation.json"):
+        r = load(name)
+        if not r:
+            continue
+        tasks = ", ".join("{" + ", ".join(t) + "}" for t in r["tasks"])
+        minutes = sum(r["minutes_per_task"]) / len(r["minutes_per_task"])
+        layout = f", K={r['config']['num_bases']}" if r.get("config", {}).get("num_bases") else ""
+        bank = r["bank"][r["bank"].find("bench/"):] if "bench/" in r["bank"] else r["bank"]  # older runs: absolute
+        per_class = f"{r['ipc']:g} image{'' if r['ipc'] == 1 else 's'} per class"
+        lines += [f"### New classifiers from separate memories at {per_class} (`bench/extrapolation.py`)",
+                  "",
+                  f"{r['dataset']}: tasks {tasks}, each distilled alone ({r['steps']} outer steps, {minutes:.1f} min per "
+                  f"task) into a memory of {r['ipc']:g} images per class ({r['memory_floats'][0]:,} floats{layout}), "
+                  f"kept in one `MemoryBank` (`{bank}`). New tasks take classes from different memories (never seen "
+                  f"together); a fresh `{r['learner']}` trains on the bank's recall of them, on random real images of the "
+                  f"same storage, or on all their real training images, and is scored on their test images. Mean +- std "
+                  "over the new tasks.", "",
+                  "| new tasks | memories | random real (same storage) | memories - random real | full real data | command |",
+                  "|---|---|---|---|---|---|"]
+        for row in r["rows"]:
+            cells = [f"{100 * row[k]['mean']:.2f} +- {100 * row[k]['std']:.2f}%" for k in ("memories", "random real")]
+            lead = 100 * (row["memories"]["mean"] - row["random real"]["mean"])
+            full = f"{100 * row['full real']['mean']:.2f} +- {100 * row['full real']['std']:.2f}%"
+            lines.append(f"| {row['way']}-way ({row['new_tasks']}) | " + " | ".join(cells) + f" | {lead:+.2f} | {full} "
+                         f"| `{shown(row['command'])}` |")
+        lines += ["", f"Machine: {r['machine']}. The paper (CIFAR-100, twenty 5-way tasks, 2-way / 5-way): memories 72.5 / "
+                  f"46.5, full real data 92.2 / 82.7.{note(r)}", ""]
 
 
 def cifar10(lines):
@@ -649,7 +693,7 @@ def main() -> None:
     PICTURES = Path(os.path.relpath(RESULTS, page.resolve().parent)).as_posix()
     REDRAW = page.resolve() == (ROOT / "docs" / "results.md").resolve()
     lines = [BEGIN, ""]
-    for section in (main_job, startup, faults, unroll, mnist, mnist_gpu, approaches, transfer, trajectory, cross_arch, few_shot, continual_tasks, continual_retrain, continual, extrapolation,
+    for section in (main_job, startup, faults, unroll, mnist, mnist_gpu, approaches, transfer, trajectory, cross_arch, image_starts, few_shot, continual_tasks, continual_retrain, continual, extrapolation,
                     ablations, cifar10, cifar10_gpu):
         section(lines)
     lines.append(END)
