@@ -88,10 +88,12 @@ def main() -> None:
     test = test.with_classes(args.held_out) if args.held_out else test.with_classes(seen)
     if args.held_out and set(args.held_out) & set(seen):
         raise SystemExit(f"few_shot.py: --held-out {args.held_out} overlaps the memory's classes {seen}")
-    started = time.perf_counter()
-    classifier = train_supervised(by_images.config.query_encoder, by_images.config.query_encoder_kwargs, train,
-                                  args.classifier_epochs, device, args.seed)  # the supervised start's recipe
-    print(f"classifier {by_images.config.query_encoder} trained in {time.perf_counter() - started:.0f} s", flush=True)
+    classifier = None
+    if set(args.methods) - {"image addressing"}:  # the baselines' classifier (image addressing needs none)
+        started = time.perf_counter()
+        classifier = train_supervised(by_images.config.query_encoder, by_images.config.query_encoder_kwargs, train,
+                                      args.classifier_epochs, device, args.seed)  # the supervised start's recipe
+        print(f"classifier {by_images.config.query_encoder} trained in {time.perf_counter() - started:.0f} s", flush=True)
     learner = EvalConfig(epochs=args.learner_epochs, width=args.learner_width, progress=False, seed=args.seed,
                          compile=args.compile)
     label_names = by_labels.config.class_names
@@ -163,7 +165,8 @@ def main() -> None:
                 column = args.label if name == "image addressing" else name
                 row[column] = {"mean": float(np.mean(runs)), "std": float(np.std(runs)),
                                "ci95": 1.96 * float(np.std(runs)) / math.sqrt(len(runs)), "runs": runs,
-                               "seconds": time.perf_counter() - started, **sources[name], "command": command_line()}
+                               "seconds": time.perf_counter() - started, "learner_compiled": args.compile,
+                               **sources[name], "command": command_line()}
                 print(f"{way}-way {shots}-shot {column:22s} {100 * row[column]['mean']:.2f} +- "
                       f"{100 * row[column]['ci95']:.2f}%  ({row[column]['seconds']:.0f} s)", flush=True)
             rows.append(row)

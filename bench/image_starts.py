@@ -1,6 +1,6 @@
 """Where an image-addressed memory's query encoder should start, chosen on the validation split (issue 25).
 
-    python bench/image_starts.py                                   # every start, seed 0, 100 outer steps each
+    python bench/image_starts.py                                   # three starts, seed 0, 60 outer steps each
     python bench/image_starts.py --starts supervised-frozen --seeds 1 2
     python bench/image_starts.py --classes 0 1 2 3 4 --output bench/results/image_starts_0to4.json
 
@@ -44,10 +44,10 @@ STARTS = {
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--starts", nargs="+", default=list(STARTS), choices=list(STARTS))
+    parser.add_argument("--starts", nargs="+", default=["supervised-frozen", "supervised", "random"], choices=list(STARTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--steps", type=int, default=100, help="outer steps of every run (equal for all starts)")
-    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=60, help="outer steps of every run (equal for all starts)")
+    parser.add_argument("--eval-every", type=int, default=30)
     parser.add_argument("--eval-episodes", type=int, default=20, help="validation episodes per validation")
     parser.add_argument("--classes", nargs="*", default=None, help="distil on these classes only (default: all)")
     parser.add_argument("--dataset", default=MNIST_HUB_ID)

@@ -460,8 +460,9 @@ def few_shot(lines):
         for row in sorted(r["rows"], key=lambda row: (row["way"], row["shots"])):
             cells = [f"{100 * row[m]['mean']:.2f} +- {100 * row[m]['ci95']:.2f}%" if m in row else "-" for m in present]
             compiled = " (compiled learners)" if row.get("learner_compiled") else ""
+            commands = dict.fromkeys(row[m].get("command", row["command"]) for m in present if m in row)
             lines.append(f"| {row['way']}-way {row['shots']}-shot{compiled} | " + " | ".join(cells)
-                         + f" | `{shown(row['command'])}` |")
+                         + " | " + "; ".join(f"`{shown(c)}`" for c in commands) + " |")
         if r["held_out"]:
             lines += ["", "No classify-then-recall column: its classifier (and a label memory) knows only the classes it "
                       "was trained on, none of these. No 10-way rows: five classes are held out. Chance is 20% in a 5-way episode."]
@@ -604,7 +605,7 @@ def extrapolation(lines):
         lines += [f"### New classifiers from separate memories at {per_class} (`bench/extrapolation.py`)",
                   "",
                   f"{r['dataset']}: tasks {tasks}, each distilled alone ({r['steps']} outer steps, {minutes:.1f} min per "
-                  f"task) into a memory of {r['ipc']:g} images per class ({r['memory_floats'][0]:,} floats{layout}), "
+                  f"task) into a memory of {per_class} ({r['memory_floats'][0]:,} floats{layout}), "
                   f"kept in one `MemoryBank` (`{bank}`). New tasks take classes from different memories (never seen "
                   f"together); a fresh `{r['learner']}` trains on the bank's recall of them, on random real images of the "
                   f"same storage, or on all their real training images, and is scored on their test images. Mean +- std "

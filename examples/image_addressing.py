@@ -42,7 +42,8 @@ memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=args.num_bases, q
 print(f"memory: {memory.config.storage_floats()} floats of budget, query head {memory.config.query_head_floats()} floats")
 
 # 1. Distil: 5-way episodes with 1 shot per class; validation and the final score are few-shot episodes too. The
-#    memory starts from real images (the default for memories addressed by images) and its encoder from --encoder-start.
+#    memory starts from real images (the default for memories addressed by images) and its encoder from --encoder-start
+#    (then frozen, the default after a supervised or pretrained start: only projection, bases and addressing learn).
 config = DistillConfig(steps=args.steps, max_minutes=args.max_minutes, unroll_steps=20, learner_width=32,
                        classes_per_step=5, shots=1, synthetic_per_class=4, real_per_class=16, optimizer="adam",
                        lr=0.01, eval_every=20, eval_epochs=100, eval_width=32, final_models=args.final_models,

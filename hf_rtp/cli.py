@@ -358,7 +358,11 @@ def run_push(args: argparse.Namespace) -> None:
                              "hf-rtp recall BANK (then datasets' push_to_hub)")
         url = _load_bank(args.memory).push_to_hub(args.repo_id, **{k: v for k, v in upload.items() if v is not None})
     else:
-        url = _load_memory(args.memory).push_to_hub(args.repo_id, push_dataset=args.push_dataset, **upload)
+        memory = _load_memory(args.memory)
+        # a memory addressed by images cannot draw its recall without pictures: its folder's recalled.png goes up
+        picture = Path(args.memory) / "recalled.png"
+        url = memory.push_to_hub(args.repo_id, push_dataset=args.push_dataset, **upload,
+                                 recalled_picture=picture if memory.config.addressed_by_images and picture.is_file() else None)
     print(f"pushed to {url}")
 
 

@@ -24,7 +24,9 @@ def init_from_real(memory: AddressableMemory, data: ImageClassificationData, gen
     best), and A_i[c] holds the coordinates of a real image of class c in it, so recall(c, i) starts as that
     image seen through the bases (eqn 2). Bases and coordinates are rescaled against each other so both have
     the same RMS, the balance the random init has. An image-addressed memory has no class to address: its bases
-    span real images the same way (at unit RMS) and its addressing keeps its random start."""
+    span real images the same way, its head is standardised (`standardize_queries`), and its addressing is the
+    least-squares map from the queries of real images to the coordinates of real images of their classes
+    (`fit_addressing`), so a query made from pictures of class c starts out recalling about what label c would."""
     config = memory.config
     if config.query_dim != config.num_classes and not config.addressed_by_images:
         raise ValueError("init_from_real needs a memory addressed by class labels or images, not raw queries")
@@ -49,16 +51,65 @@ def init_from_real(memory: AddressableMemory, data: ImageClassificationData, gen
     _, _, vh = torch.linalg.svd(pool, full_matrices=False)
     bases = torch.zeros(k, pool.shape[1], dtype=pool.dtype, device=pool.device)
     bases[: min(k, len(vh))] = vh[:k]
-    if config.addressed_by_images:  # no class to address: the bases span real images, the addressing stays random
-        memory.bases.copy_((bases * bases.numel() ** 0.5 / bases.norm()).view_as(memory.bases))  # unit RMS
-        real, _ = data.sample(range(n), max(1, basis_per_class // 4), generator)
-        standardize_queries(memory, real)
-        return
     targets = per_class(r).flatten(2)  # (n, r, d'): the images A_i[c] starts from
     coordinates = targets @ bases.T  # (n, r, K)
-    scale = (coordinates.pow(2).mean().sqrt() / bases.pow(2).mean().sqrt().clamp_min(1e-12)).sqrt()
+    if config.addressed_by_images:  # no class to address: the queries of real images of class c take its place
+        real, labels = data.sample(range(n), max(1, basis_per_class // 4), generator)
+        fit_projection(memory, real, labels, generator)
+        addressing = fit_addressing(memory, real, coordinates[labels.to(coordinates.device)])
+    else:
+        addressing = coordinates.transpose(0, 1)  # (r, n, K): A_i[c] is the i-th image of class c
+    # bases and addressing at the same RMS, the balance of the random init (their product, the recall, is unchanged)
+    scale = (addressing.pow(2).mean().sqrt() / bases.pow(2).mean().sqrt().clamp_min(1e-12)).sqrt()
     memory.bases.copy_((bases * scale).view_as(memory.bases))
-    memory.addressing.copy_((coordinates / scale).transpose(0, 1))
+    memory.addressing.copy_(addressing / scale)
+
+
+@torch.no_grad()
+def fit_projection(memory: AddressableMemory, real: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+                   ridge: float = 1e-3) -> None:
+    """Start the query head's projection as a least-squares map from the encoder's features to a code of each
+    image's class: with d_y >= classes the first `classes` query dimensions regress the one-hot label (the rest
+    keep their random directions), with fewer a random unit code per class. The queries of a class then gather
+    around its code whatever the encoder (a random encoder's features separate the classes less, a supervised
+    one's almost fully), and `fit_addressing` can map each code to its class's images. Then standardised
+    (`standardize_queries`), so every query dimension has the same spread."""
+    head = memory.query_head
+    features = torch.cat([head.encoder(x.to(memory.bases.device, memory.bases.dtype)) for x in real.split(256)]).double()
+    n, d = memory.config.num_classes, memory.config.query_dim
+    if d >= n:
+        codes = torch.eye(n, d, dtype=features.dtype)
+    else:
+        codes = torch.randn(n, d, generator=generator, dtype=features.dtype)
+        codes = codes / codes.norm(dim=1, keepdim=True)
+    targets = codes.to(features.device)[labels.to(features.device)]  # (N, d)
+    mean = features.mean(0)
+    centred = features - mean
+    gram = centred.T @ centred + ridge * len(centred) * torch.eye(centred.shape[1], dtype=centred.dtype,
+                                                                   device=centred.device)
+    weight = torch.linalg.solve(gram, centred.T @ (targets - targets.mean(0))).T  # (d, F)
+    rows = min(n, d)
+    projection = head.projection
+    projection.weight[:rows] = weight[:rows].to(projection.weight.dtype)
+    projection.bias.zero_()
+    standardize_queries(memory, real)
+
+
+@torch.no_grad()
+def fit_addressing(memory: AddressableMemory, real: torch.Tensor, coordinates: torch.Tensor,
+                   ridge: float = 1e-3) -> torch.Tensor:
+    """The addressing (r, d_y, K) whose recall from each real image's query is closest, in least squares, to the
+    coordinates it should recall (`coordinates`: (N, r, K), the i-th target image of that image's class): eqn 2
+    is linear in the query, so A_i = (Q^T Q + ridge N I)^-1 Q^T T_i with Q the (N, d_y) queries. Where the queries
+    separate the classes (a supervised encoder's do), a class's queries start out recalling its r real images, as
+    a label-addressed memory does; a random head's queries separate them less, and the fit recalls blends."""
+    head = memory.query_head
+    q = torch.cat([head(x.to(memory.bases.device, memory.bases.dtype)) for x in real.split(256)]).double()
+    targets = coordinates.flatten(1).double()  # (N, r * K)
+    gram = q.T @ q + ridge * len(q) * torch.eye(q.shape[1], dtype=q.dtype, device=q.device)
+    solution = torch.linalg.solve(gram, q.T @ targets)  # (d_y, r * K)
+    r, k = coordinates.shape[1], coordinates.shape[2]
+    return solution.view(q.shape[1], r, k).transpose(0, 1)
 
 
 @torch.no_grad()

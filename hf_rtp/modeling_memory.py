@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -342,10 +343,13 @@ class AddressableMemory(PreTrainedModel):
         tags: list[str] | None = None,
         push_dataset: bool = False,
         dataset_repo_id: str | None = None,
+        recalled_picture: str | os.PathLike | None = None,
     ) -> str:
         """Upload weights, config, the model card and pictures in one commit (transformers' keyword arguments);
         with `push_dataset`, also the recalled `datasets.Dataset` (exact pixels + preview, with its own card) to
-        `dataset_repo_id` (default `<repo_id>-recalled`). Returns the URL of the model commit."""
+        `dataset_repo_id` (default `<repo_id>-recalled`). `recalled_picture`: a recalled.png to upload with it (a
+        memory addressed by images draws none itself: it recalls only from pictures; a run's folder has one, drawn
+        from test shots), shown by the card. Returns the URL of the model commit."""
         if push_dataset and self.config.addressed_by_images:
             raise ValueError("push_dataset uploads the recall of every class; a memory addressed by images recalls only "
                              "from pictures (recall(images=..., labels=...) and push that Dataset yourself)")
@@ -354,6 +358,8 @@ class AddressableMemory(PreTrainedModel):
             hub.push_recalled_dataset(self.recall(preview=True), self.config, dataset_repo_id, repo_id,
                                       private=private, token=token)
         with tempfile.TemporaryDirectory() as folder:
+            if recalled_picture is not None:  # before save_pretrained, so the card it writes shows it
+                shutil.copyfile(recalled_picture, Path(folder) / "recalled.png")
             return self.save_pretrained(
                 folder, push_to_hub=True, repo_id=repo_id, tags=tags, max_shard_size=max_shard_size,
                 dataset_repo_id=dataset_repo_id if push_dataset else None, commit_message=commit_message,

@@ -44,7 +44,9 @@ def distill_memory(
             if memory.config.addressed_by_images and test is not None:
                 picture_recall_by_images(memory, test, config.shots, config.seed, distiller.run.memory_path)
             if config.push_to_hub:
-                memory.push_to_hub(config.push_to_hub, push_dataset=config.push_dataset)
+                picture = distiller.run.memory_path / "recalled.png"  # drawn above for a memory addressed by images
+                memory.push_to_hub(config.push_to_hub, push_dataset=config.push_dataset,
+                                   recalled_picture=picture if memory.config.addressed_by_images and picture.exists() else None)
             distiller.session.end()
         distiller.accelerator.wait_for_everyone()
     return memory

@@ -47,7 +47,9 @@ def group_rates(distill: dict[str, Any], memory: dict[str, Any]) -> list[float]:
         rates.append(distill.get("label_lr") or lr)
     if memory.get("query_encoder") is not None:
         encoder = distill.get("query_encoder_lr")
-        rates += [lr] + ([] if encoder == 0 else [lr if encoder is None else encoder])
+        if encoder is None:  # DistillConfig.encoder_lr's default (runs that predate the field started random)
+            encoder = lr if distill.get("query_encoder_start", "random") == "random" else 0
+        rates += [lr] + ([] if encoder == 0 else [encoder])
     return rates
 
 

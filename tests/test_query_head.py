@@ -220,7 +220,10 @@ def test_the_distiller_trains_an_image_addressed_memory_episodically_and_resumes
 
     memory = fresh()
     before = state(memory)
-    settings = dict(classes_per_step=3, shots=2, eval_episodes=2, final_models=2, final_epochs=3)
+    # a random encoder, learning at the outer lr: the meta-gradient must reach it (the default start, supervised,
+    # leaves it frozen: see the frozen-start test below)
+    settings = dict(classes_per_step=3, shots=2, eval_episodes=2, final_models=2, final_epochs=3,
+                    query_encoder_start="random")
     done = distill_memory(tiny(tmp_path / "a", steps=4, **settings), memory, train, test=test)
     after = state(done)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
@@ -255,24 +258,52 @@ def test_cli_distills_an_image_addressed_memory(tmp_path, capsys):
     assert stop.value.code == 2 and "needs --query-encoder" in capsys.readouterr().err
 
 
-def test_real_init_gives_an_image_addressed_memory_real_bases_and_spread_queries():
+def test_real_init_gives_an_image_addressed_memory_real_bases_spread_queries_and_a_fitted_addressing():
     from hf_rtp.data import load_image_dataset
 
     digits = load_image_dataset("digits", "train")
     memory = AddressableMemory.for_dataset(digits, ipc=1, num_bases=8, query_encoder=ENCODER, query_dim=6)
-    addressing = memory.addressing.detach().clone()
     init_from_real(memory, digits, torch.Generator().manual_seed(0))
     b = memory.bases.detach().flatten(1).double()
-    assert float(b.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-6)
+    a = memory.addressing.detach().double()
+    assert float(b.pow(2).mean().sqrt()) == pytest.approx(float(a.pow(2).mean().sqrt()), rel=1e-6)  # balanced
     real = torch.nn.functional.avg_pool2d(digits.images[:50].double(), 2).flatten(1)
     residual = real - real @ torch.linalg.pinv(b) @ b  # real images are mostly inside the span of the bases
     assert float(residual.norm() / real.norm()) < 0.5
-    assert torch.equal(memory.addressing.detach(), addressing)  # no class to address: left as it was
     # the head is standardised on real images: queries spread around 0 instead of sharing one large common part
     with torch.no_grad():
         queries = memory.image_queries(digits.images[:500])
     assert float(queries.mean(0).abs().max()) < 0.3 and float((queries.std(0) - 1).abs().max()) < 0.3
     assert float(queries.norm(dim=1).mean()) > 2 * float(queries.mean(0).norm())
+    # with 6 query dimensions for 10 classes the projection regresses a random unit code per class: a class's
+    # queries gather (their spread around the class mean is well below the spread of all queries)
+    labels = digits.labels[:500]
+    within = torch.stack([(queries[labels == c] - queries[labels == c].mean(0)).pow(2).sum(1).mean()
+                          for c in range(10)]).mean()
+    assert float(within) < 0.8 * float(queries.var(0).sum())
+
+
+def test_fit_addressing_is_the_ridge_least_squares_solution():
+    """Eqn 2 is linear in the query: the fitted A_i must satisfy the normal equations of
+    min ||Q A_i - T_i||^2 + ridge N ||A_i||^2 exactly (its gradient vanishes), for every i."""
+    from hf_rtp.data import load_image_dataset
+    from hf_rtp.initialization import fit_addressing
+
+    digits = load_image_dataset("digits", "train")
+    memory = AddressableMemory.for_dataset(digits, ipc=1, num_bases=8, query_encoder=ENCODER, query_dim=6).double()
+    real = digits.images[:40].double()
+    r, k = memory.config.images_per_query, memory.config.num_bases
+    targets = torch.randn(40, r, k, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    fitted = fit_addressing(memory, real, targets, ridge=1e-2)
+    assert fitted.shape == memory.addressing.shape
+    with torch.no_grad():
+        q = memory.query_head(real)
+    for i in range(r):
+        gradient = q.T @ (q @ fitted[i] - targets[:, i]) + 1e-2 * 40 * fitted[i]
+        assert float(gradient.abs().max()) < 1e-9
+    # and a perturbation of the solution is worse
+    loss = lambda a: float(((q @ a - targets[:, 0]) ** 2).sum() + 1e-2 * 40 * (a ** 2).sum())  # noqa: E731
+    assert loss(fitted[0]) < loss(fitted[0] + 1e-3 * torch.randn_like(fitted[0]))
 
 
 def test_a_memory_addressed_by_images_has_no_per_class_dataset_to_push(tmp_path, fake_hub):
@@ -341,20 +372,21 @@ def test_a_supervised_start_is_the_few_shot_baselines_backbone_without_its_class
 
 
 def test_a_frozen_encoder_stays_as_it_started_while_the_projection_learns(tmp_path):
-    """--query-encoder-start supervised --query-encoder-lr 0: the supervised encoder is what the memory keeps; the
-    start is recorded in the config (card, info) and image memories start from real images by default."""
+    """The default start (supervised, then frozen: --query-encoder-lr unset): the supervised encoder is what the
+    memory keeps; the start is recorded in the config (card, info) and image memories start from real images by
+    default."""
     from hf_rtp import distill_memory
     from hf_rtp.data import load_image_dataset
     from hf_rtp.query_head import start_encoder
 
     from helpers import state, tiny
 
-    train, test = load_image_dataset("digits", "train"), load_image_dataset("digits", "test")
+    train = load_image_dataset("digits", "train")
     torch.manual_seed(0)
     memory = AddressableMemory.for_dataset(train, ipc=1, num_bases=8, query_encoder=ENCODER, query_dim=6)
     projection = memory.query_head.projection.weight.detach().clone()
-    settings = dict(classes_per_step=3, shots=1, eval_episodes=2, final_models=0, query_encoder_start="supervised",
-                    query_encoder_epochs=1, query_encoder_lr=0.0, validation_fraction=0.1)
+    settings = dict(classes_per_step=3, shots=1, eval_episodes=2, final_models=0, query_encoder_epochs=1,
+                    validation_fraction=0.1)
     done = distill_memory(tiny(tmp_path / "run", steps=3, **settings), memory, train)
     assert done.config.query_encoder_start.startswith("supervised:") and done.config.distillation["init"] == "real"
     assert not torch.equal(done.query_head.projection.weight.detach(), projection)  # the projection learned
@@ -364,6 +396,21 @@ def test_a_frozen_encoder_stays_as_it_started_while_the_projection_learns(tmp_pa
     encoder = {k: v for k, v in state(done).items() if k.startswith("query_head.encoder.")}
     assert encoder and all(torch.equal(v, again.state_dict()[k]) for k, v in encoder.items())
     assert "started supervised:" in (tmp_path / "run" / "memory" / "README.md").read_text()
+
+
+def test_the_encoder_learns_by_default_only_after_a_random_start():
+    from hf_rtp.distill import DistillConfig
+    from hf_rtp.session import group_rates
+
+    assert DistillConfig().query_encoder_start == "supervised" and DistillConfig().encoder_lr() == 0
+    assert DistillConfig(query_encoder_start="pretrained").encoder_lr() == 0
+    assert DistillConfig(query_encoder_start="random", lr=0.03).encoder_lr() == 0.03
+    assert DistillConfig(query_encoder_lr=0.001).encoder_lr() == 0.001
+    # a resumed run's optimizer groups are rebuilt from its settings the same way (0: no encoder group)
+    memory = {"query_encoder": ENCODER}
+    assert group_rates({"lr": 0.01, "query_encoder_start": "supervised"}, memory) == [0.01, 0.01]
+    assert group_rates({"lr": 0.01, "query_encoder_start": "random"}, memory) == [0.01, 0.01, 0.01]
+    assert group_rates({"lr": 0.01, "query_encoder_lr": 0.002}, memory) == [0.01, 0.01, 0.002]
 
 
 def test_the_image_addressing_example_runs_on_its_defaults(tmp_path):
@@ -387,3 +434,20 @@ def test_the_image_addressing_example_runs_on_its_defaults(tmp_path):
 def test_encoder_arguments_the_model_does_not_take_are_one_line_naming_them():
     with pytest.raises(ValueError, match=r"query_encoder_kwargs \{'bogus': 1\} do not fit timm model 'test_resnet'"):
         image_memory(query_encoder_kwargs={"bogus": 1})
+
+
+def test_pushing_an_image_memory_folder_carries_its_recalled_picture(tmp_path, fake_hub, capsys):
+    """A memory addressed by images cannot draw its own recall (it needs pictures to recall from), so `hf-rtp push`
+    of its folder uploads the recalled.png the folder holds (a run draws one from test shots) and the card shows it."""
+    from hf_rtp.cli import main
+
+    memory = image_memory()
+    memory.save_pretrained(tmp_path / "m")
+    assert not (tmp_path / "m" / "recalled.png").exists()
+    Image.new("L", (40, 20), 128).save(tmp_path / "m" / "recalled.png")
+    main(["push", str(tmp_path / "m"), "user/by-images"])
+    files = fake_hub.files("user/by-images")
+    assert files["recalled.png"] == (tmp_path / "m" / "recalled.png").read_bytes()
+    assert "recalled.png" in files["README.md"].decode()
+    memory.push_to_hub("user/by-images-bare")  # the API without a picture: bases only, as before
+    assert "recalled.png" not in fake_hub.files("user/by-images-bare")

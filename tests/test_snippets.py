@@ -133,3 +133,48 @@ def test_the_block_runs(name, tmp_path):
     assert done.returncode == 0, f"{name} failed:\n{done.stderr[-4000:]}"
     missing = [path for path in WRITES.get(name, []) if not (tmp_path / path).exists()]
     assert not missing, f"{name} did not write {missing}"
+
+
+def hf_rtp_commands() -> list[tuple[str, list[str]]]:
+    """Every `hf-rtp ...` command of a ```bash block of README.md and docs/*.md (continuation lines joined, comments
+    and leading VAR=value settings dropped): (`file:line`, its arguments after `hf-rtp`)."""
+    import shlex
+
+    commands = []
+    for page in PAGES:
+        text = page.read_text()
+        for match in re.finditer(r"(?ms)^```bash\n(.*?)^```", text):
+            first = text.count("\n", 0, match.start()) + 2
+            lines = match.group(1).replace("\\\n", " \n").split("\n")
+            joined, start = "", None
+            for offset, line in enumerate(lines):
+                start = first + offset if start is None else start
+                joined += line.replace(" \n", " ")
+                if line.endswith(" "):  # a continuation: the next line belongs to this command
+                    continue
+                words = shlex.split(joined, comments=True)
+                while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+                    words = words[1:]
+                if words[:1] == ["hf-rtp"]:
+                    commands.append((f"{page.relative_to(ROOT)}:{start}", words[1:]))
+                joined, start = "", None
+    return commands
+
+
+def test_every_documented_hf_rtp_command_parses():
+    """A documented command line whose options the CLI no longer takes (renamed, removed, mistyped) fails here, not
+    in a reader's terminal: each one goes through the real parser of its subcommand (parsing only, nothing runs)."""
+    from hf_rtp.cli import COMMANDS, build_parser
+
+    commands = hf_rtp_commands()
+    assert len(commands) > 10, commands  # the blocks were found
+    failed = []
+    for where, args in commands:
+        command = next((a for a in args if not a.startswith("-")), None)
+        argv = args if command in COMMANDS else ["distill", *args]
+        try:
+            build_parser(command if command in COMMANDS else "distill").parse_args(argv)
+        except SystemExit as error:
+            if error.code:  # --help exits 0
+                failed.append(f"{where}: hf-rtp {' '.join(args)}")
+    assert not failed, "\n".join(failed)
