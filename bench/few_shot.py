@@ -129,7 +129,7 @@ def main() -> None:
                                         "floats": by_labels.config.storage_floats()},
                "nearest neighbour": {}}
     row_key = lambda r: (r["way"], r["shots"], r["held_out"])  # noqa: E731
-    earlier = {}
+    earlier, inherited = {}, {}
     if args.merge and Path(args.output).exists():  # columns of an earlier run on the same episodes stay in their row
         before = json.loads(Path(args.output).read_text())
         mine = {"seen": seen, "held_out": args.held_out or [], "episodes": args.episodes}
@@ -138,6 +138,12 @@ def main() -> None:
             raise SystemExit(f"few_shot.py: --merge into {args.output}: its rows were scored on other episodes "
                              f"({theirs}, this run {mine}); pass another --output")
         earlier = {row_key(r): r for r in before.get("rows", [])}
+        # columns written before columns recorded their memory: the earlier record's image memory
+        inherited = {"image addressing": {"memory": before.get("image_memory"), "start": "random",
+                                          "floats": before.get("image_memory_floats"),
+                                          "head_floats": before.get("query_head_floats")},
+                     "classify-then-recall": {"memory": before.get("label_memory"),
+                                              "floats": before.get("label_memory_floats")}}
     rows = []
     record = {"image_memory": repo_relative(args.image_memory), "label_memory": repo_relative(args.label_memory),
               "dataset": args.dataset or by_images.config.dataset_name,
@@ -156,9 +162,9 @@ def main() -> None:
             row = {"way": way, "shots": shots, "held_out": bool(args.held_out), "learner_compiled": args.compile,
                    "command": command_line()}
             old = earlier.get(row_key(row))
-            if old is not None:  # the earlier columns, each with the command that computed it
-                row = {**{k: ({**v, "command": v.get("command", old["command"])} if isinstance(v, dict) else v)
-                          for k, v in old.items()}, **row}
+            if old is not None:  # the earlier columns, each with the command (and memory) that computed it
+                row = {**{k: ({**inherited.get(k, {}), **v, "command": v.get("command", old["command"])}
+                              if isinstance(v, dict) else v) for k, v in old.items()}, **row}
             for name, method in methods.items():
                 started = time.perf_counter()
                 runs = [method(e) for e in episodes]

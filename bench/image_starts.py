@@ -9,7 +9,8 @@ head, 16-d queries, 5-way 1-shot episodes, T=50) with the same outer steps, diff
 encoder starts and how fast it learns:
 - `random`: timm's initialisation, learned at the outer lr (the configuration of the first few-shot table);
 - `supervised`: trained first as a classifier of the training split (the few-shot baselines' backbone recipe, one
-  epoch), then fine-tuned through the meta-gradient at the outer lr;
+  epoch), then fine-tuned through the meta-gradient at the outer lr (0.01; `--query-encoder-lr` is explicit since
+  its default became frozen after a supervised start, the choice these runs made);
 - `supervised-slow`: the same start, the encoder at a tenth of the outer lr;
 - `supervised-frozen`: the same start, the encoder frozen (only the projection, the bases and the addressing learn).
 timm's pretrained weights (`--query-encoder-start pretrained`) need the Hub: not measured offline.
@@ -36,7 +37,7 @@ COMMON = ["--preset", "none", "--ipc", "1", "--query-encoder", "resnet10t", "--q
           "--final-models", "0", "--no-progress", "--overwrite-output-dir"]
 STARTS = {
     "random": ["--query-encoder-start", "random"],
-    "supervised": ["--query-encoder-start", "supervised", "--query-encoder-epochs", "1"],
+    "supervised": ["--query-encoder-start", "supervised", "--query-encoder-epochs", "1", "--query-encoder-lr", "0.01"],
     "supervised-slow": ["--query-encoder-start", "supervised", "--query-encoder-epochs", "1", "--query-encoder-lr", "0.001"],
     "supervised-frozen": ["--query-encoder-start", "supervised", "--query-encoder-epochs", "1", "--query-encoder-lr", "0"],
 }
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     record = {"dataset": args.dataset, "steps": args.steps, "eval_every": args.eval_every,
               "eval_episodes": args.eval_episodes, "classes": args.classes, "common_options": COMMON,
-              "starts": {name: STARTS[name] for name in args.starts}, "chance": chance, "rows": rows}
+              "starts": STARTS, "chance": chance, "rows": rows}  # every start's options (rows merge)
     for name in args.starts:
         for seed in args.seeds:
             out = f"{args.runs_dir}/{name}-seed{seed}" + ("-" + "".join(args.classes) if args.classes else "")
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
             best = max(acc for _, acc in curve)
             row = {"start": name, "seed": seed, "validation": curve, "best": best, "last": curve[-1][1],
                    "left_chance": best > chance + 0.05, "minutes": minutes, "run": repo_relative(out),
-                   "distill_command": " ".join(command[:3] + [args.dataset] + command[4:])}
+                   "distill_command": " ".join(command[:3] + [args.dataset]
+                                               + [repo_relative(out) if word == out else word for word in command[4:]])}
             rows.append(row)
             print(f"{name} seed {seed}: validation {', '.join(f'{100 * a:.1f}' for _, a in curve)} "
                   f"(best {100 * best:.1f}%), {minutes:.1f} min", flush=True)

@@ -415,7 +415,8 @@ def image_starts(lines):
         lines += [f"### Where the query encoder starts, {classes} (`bench/image_starts.py`)", "",
                   f"{r['dataset']}: the few-shot memory's configuration, {r['steps']} outer steps for every start; "
                   f"5-way 1-shot episodes of the validation split ({r['eval_episodes']} per validation, chance "
-                  f"{100 * r['chance']:.0f}%). Every run tried is a row.", "",
+                  f"{100 * r['chance']:.0f}%). Every run tried is a row. The starts: "
+                  + "; ".join(f"{name} `{' '.join(options)}`" for name, options in r["starts"].items()) + ".", "",
                   "| start | seed | validation accuracy by outer step | best | left chance | minutes |",
                   "|---|---|---|---|---|---|"]
         for row in sorted(r["rows"], key=lambda row: (row["start"], row["seed"])):
