@@ -64,6 +64,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_result_options(parser, RESULTS / "few_shot.json", mergeable=True)
     args = parser.parse_args()
+    if args.held_out and set(args.methods) <= {"classify-then-recall"}:
+        parser.error(f"none of --methods {args.methods} applies to --held-out classes (a label memory cannot recall "
+                     f"classes it never saw)")
+    if not args.label.startswith("image addressing"):  # the report and the tables find the column by this prefix
+        parser.error(f"--label must start with 'image addressing', got {args.label!r}")
     if args.held_out and args.output == str(RESULTS / "few_shot.json"):
         args.output = str(RESULTS / "few_shot_held_out.json")  # its own table
 

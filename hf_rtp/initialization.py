@@ -17,16 +17,17 @@ from .modeling_memory import AddressableMemory
 @torch.no_grad()
 def init_from_real(memory: AddressableMemory, data: ImageClassificationData, generator: torch.Generator,
                    basis_per_class: int = 100) -> None:
-    """Start from real images at the data's scale instead of random tables (label-addressed memories).
+    """Start from real images at the data's scale instead of random tables.
 
     one_hot: each base is a real image of its class, downsampled. learned: the K bases are the top right-singular
     vectors of `basis_per_class` downsampled real images per class (the K-dimensional subspace that holds them
     best), and A_i[c] holds the coordinates of a real image of class c in it, so recall(c, i) starts as that
     image seen through the bases (eqn 2). Bases and coordinates are rescaled against each other so both have
     the same RMS, the balance the random init has. An image-addressed memory has no class to address: its bases
-    span real images the same way, its head is standardised (`standardize_queries`), and its addressing is the
-    least-squares map from the queries of real images to the coordinates of real images of their classes
-    (`fit_addressing`), so a query made from pictures of class c starts out recalling about what label c would."""
+    span real images the same way, its head's projection is fitted to real images' classes and standardised
+    (`fit_projection`), and its addressing is the least-squares map from the queries of real images to the
+    coordinates of real images of their classes (`fit_addressing`), so a query made from pictures of class c
+    starts out recalling about what label c would."""
     config = memory.config
     if config.query_dim != config.num_classes and not config.addressed_by_images:
         raise ValueError("init_from_real needs a memory addressed by class labels or images, not raw queries")

@@ -160,6 +160,11 @@ def test_few_shot_bench_on_a_tiny_cifar100_layout_seen_and_held_out(tmp_path):
     assert second["memory"].endswith("by-images") and "--methods" in second["command"]
     assert second["runs"] == row["image addressing"]["runs"]  # the same memory on the same episodes
     assert len(second["runs"]) == 2
+    for bad, message in ((["--label", "mine"], "--label must start with 'image addressing'"),
+                         (["--held-out", "class9", "--methods", "classify-then-recall"], "applies to --held-out")):
+        done = subprocess.run(base + [str(tmp_path / "by-images-seen"), str(tmp_path / "by-labels"), *bad],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     held = [f"class{i}" for i in range(5, 10)]
     done = subprocess.run(base + [str(tmp_path / "by-images-seen"), str(tmp_path / "by-labels"), "--held-out", *held,
                                   "--output", str(tmp_path / "held.json")], capture_output=True, text=True, env=env,
