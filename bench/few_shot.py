@@ -11,6 +11,10 @@ classes from its k shots per class (the shots' labels are never shown to a memor
   training classes) embeds shots and test images; each test image takes the class of the nearest shot prototype;
 - classify-then-recall: the same classifier labels each class's shots (summed log-probabilities), the
   label-addressed memory recalls r' images of that label, and a fresh ConvNet trains on them.
+Two reference columns, which store nothing (`--methods` to add them): `shots alone` trains the fresh ConvNet on the
+shots themselves (each class's k shots repeated to r images); `shots in the memory's span` on each shot's nearest
+image in the span of the image memory's K (upsampled) bases, normalised as recall is: no recall (eqn 2 is a linear
+combination of those bases) can be closer to a shot, so it bounds what recall by that shot can carry.
 Both networks are scored on up to `--test-per-class` other test images of each episode class. Reported: mean and
 95% interval (1.96 std / sqrt(episodes)) over episodes, with each memory's stored floats and the head's weights.
 Writes bench/results/few_shot.json (few_shot_held_out.json with --held-out; --merge adds settings). `--methods`
@@ -31,6 +35,7 @@ from common import RESULTS, add_result_options, command_line, default_device, re
 
 
 METHODS = ("image addressing", "nearest neighbour", "classify-then-recall")
+REFERENCES = ("shots alone", "shots in the memory's span")
 
 
 def features(net, images, device):
@@ -38,6 +43,23 @@ def features(net, images, device):
 
     with torch.no_grad():
         return net.forward_head(net.forward_features(images.to(device)), pre_logits=True)
+
+
+def nearest_in_span(memory, images):
+    """Each image's nearest recallable image: recall (eqn 2 then `normalize_output`) is a combination of the K bases
+    at full size, shifted and scaled to the data's per-image mean and std, so the nearest one is the centred image's
+    least-squares projection on the centred bases, normalised the same way (at a fixed std, the nearest image is
+    the one most correlated with it). No recall is closer."""
+    import torch
+
+    def centred(x):
+        return x - x.mean(1, keepdim=True)
+
+    with torch.no_grad():
+        span = centred(memory.upsample(memory.bases.detach()).flatten(1).double())  # (K, C*H*W)
+        flat = centred(images.to(span.device).flatten(1).double())
+        coefficients = torch.linalg.lstsq(span.T, flat.T).solution.T
+        return memory.normalize_output((coefficients @ span).to(images.dtype).view_as(images))
 
 
 def main() -> None:
@@ -56,8 +78,8 @@ def main() -> None:
     parser.add_argument("--test-per-class", type=int, default=100)
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the fresh learners (the same networks up to float rounding, faster on a CPU)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
-                        help="which columns to compute (default: all)")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS + REFERENCES),
+                        help="which columns to compute (default: the three methods; the references only when named)")
     parser.add_argument("--label", default="image addressing",
                         help="the image-addressing column's name (e.g. 'image addressing, supervised start')")
     parser.add_argument("--device", default=None)
@@ -94,7 +116,7 @@ def main() -> None:
     if args.held_out and set(args.held_out) & set(seen):
         raise SystemExit(f"few_shot.py: --held-out {args.held_out} overlaps the memory's classes {seen}")
     classifier = None
-    if set(args.methods) - {"image addressing"}:  # the baselines' classifier (image addressing needs none)
+    if set(args.methods) & {"nearest neighbour", "classify-then-recall"}:  # their classifier (the others need none)
         started = time.perf_counter()
         classifier = train_supervised(by_images.config.query_encoder, by_images.config.query_encoder_kwargs, train,
                                       args.classifier_epochs, device, args.seed)  # the supervised start's recipe
@@ -121,8 +143,21 @@ def main() -> None:
         nearest = torch.cdist(queries, prototypes).argmin(1)
         return float((nearest.cpu() == episode.labels.cpu()).float().mean())
 
+    def shots_as_training_set(shots, episode) -> float:  # (N, k, ...) images -> r per class, a fresh ConvNet
+        n, k = shots.shape[:2]
+        r = by_images.config.images_per_query
+        images = shots[:, torch.arange(r) % k].flatten(0, 1)
+        net = train_from_scratch(images, torch.arange(n, device=device).repeat_interleave(r), n, learner, args.seed, device)
+        return accuracy_on(net, episode.images, episode.labels, device=device)
+
+    def in_span(episode) -> float:
+        shots = episode.shots.to(device)
+        return shots_as_training_set(nearest_in_span(by_images, shots.flatten(0, 1)).view_as(shots), episode)
+
     methods = {"image addressing": lambda e: episode_accuracy(by_images, e, learner, device),
-               "nearest neighbour": nearest_neighbour}
+               "nearest neighbour": nearest_neighbour,
+               "shots alone": lambda e: shots_as_training_set(e.shots.to(device), e),
+               "shots in the memory's span": in_span}
     if not args.held_out:  # the label memory cannot recall classes it was never distilled on
         methods["classify-then-recall"] = classify_then_recall
     methods = {name: method for name, method in methods.items() if name in args.methods}
@@ -132,7 +167,9 @@ def main() -> None:
                                     "head_floats": by_images.config.query_head_floats()},
                "classify-then-recall": {"memory": repo_relative(args.label_memory),
                                         "floats": by_labels.config.storage_floats()},
-               "nearest neighbour": {}}
+               "nearest neighbour": {}, "shots alone": {},
+               "shots in the memory's span": {"memory": repo_relative(args.image_memory),
+                                              "bases": by_images.config.num_bases}}
     row_key = lambda r: (r["way"], r["shots"], r["held_out"])  # noqa: E731
     earlier, inherited = {}, {}
     if args.merge and Path(args.output).exists():  # columns of an earlier run on the same episodes stay in their row

@@ -434,7 +434,7 @@ def image_starts(lines):
 
 def few_shot(lines):
     """Few-shot recall by images (bench/few_shot.py): Table 4 at our scale, and the held-out-class table."""
-    baselines = ("classify-then-recall", "nearest neighbour")
+    baselines = ("classify-then-recall", "nearest neighbour", "shots alone", "shots in the memory's span")
     paper = {1: (55.7, 50.6, 48.6), 5: (71.2, 58.5, 61.7)}  # CIFAR-100, Table 4 (image addressing, c-t-r, NN)
     for name, title in (("few_shot.json", "Few-shot recall by images"),
                         ("few_shot_held_out.json", "Few-shot recall by images, classes never seen in distillation")):
@@ -467,6 +467,12 @@ def few_shot(lines):
         if r["held_out"]:
             lines += ["", "No classify-then-recall column: its classifier (and a label memory) knows only the classes it "
                       "was trained on, none of these. No 10-way rows: five classes are held out. Chance is 20% in a 5-way episode."]
+        if {"shots alone", "shots in the memory's span"} & set(present):
+            lines += ["", "Reference columns, which store nothing: `shots alone` trains the same fresh learner on the "
+                      "shots themselves (each repeated to r images); `shots in the memory's span` on each shot's "
+                      "nearest image in the span of the image memory's K bases (normalised as recall is). Every "
+                      "recall is a combination of those bases (eqn 2), so no recall can be closer to a shot: where "
+                      "that column is low, the bases cannot hold the new classes, whatever the query head does."]
         lines += ["", f"Machine: {r['machine']}. The paper (CIFAR-100, 1-shot / 5-shot): image addressing "
                   f"{paper[1][0]} / {paper[5][0]}, classify-then-recall {paper[1][1]} / {paper[5][1]}, nearest "
                   f"neighbour {paper[1][2]} / {paper[5][2]}.{note(r)}", ""]

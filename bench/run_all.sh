@@ -137,6 +137,10 @@ OMP_NUM_THREADS=1 python bench/few_shot.py bench/results/memories/mnist-ipc1-by-
 OMP_NUM_THREADS=1 python bench/few_shot.py bench/results/memories/mnist-ipc1-by-images-supervised bench/results/memories/mnist-ipc1-memory-preset --way 10 --shots 1 5 --episodes 100 --compile --merge --methods 'image addressing' --label 'image addressing, supervised start'
 OMP_NUM_THREADS=1 python bench/few_shot.py bench/results/memories/mnist-ipc1-by-images-supervised-0to4 bench/results/memories/mnist-ipc1-memory-preset --held-out 5 6 7 8 9 --way 5 --shots 1 --episodes 100 --merge --methods 'image addressing' --label 'image addressing, supervised start'
 OMP_NUM_THREADS=1 python bench/few_shot.py bench/results/memories/mnist-ipc1-by-images-supervised-0to4 bench/results/memories/mnist-ipc1-memory-preset --held-out 5 6 7 8 9 --way 5 --shots 5 --episodes 100 --compile --merge --methods 'image addressing' --label 'image addressing, supervised start'
+# ... and what limits the held-out rows: two reference columns that store nothing, the shots themselves and each
+# shot's nearest image in the span of the memory's bases (no recall is closer); one thread each, beside a benchmark
+OMP_NUM_THREADS=1 python bench/few_shot.py bench/results/memories/mnist-ipc1-by-images-supervised-0to4 bench/results/memories/mnist-ipc1-memory-preset --held-out 5 6 7 8 9 --way 5 --shots 1 --episodes 100 --merge --methods 'shots alone' "shots in the memory's span"
+OMP_NUM_THREADS=1 python bench/few_shot.py bench/results/memories/mnist-ipc1-by-images-supervised-0to4 bench/results/memories/mnist-ipc1-memory-preset --held-out 5 6 7 8 9 --way 5 --shots 5 --episodes 100 --compile --merge --methods 'shots alone' "shots in the memory's span"
 # Issue 24: continual learning. Compress-then-recall's settings, chosen on Rotated MNIST's validation split: one
 # task's memory (first 2 tasks, every configuration a row of bench/results/continual_tasks_rotations.json) ...
 python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag default

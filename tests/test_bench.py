@@ -167,12 +167,40 @@ def test_few_shot_bench_on_a_tiny_cifar100_layout_seen_and_held_out(tmp_path):
         assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
     held = [f"class{i}" for i in range(5, 10)]
     done = subprocess.run(base + [str(tmp_path / "by-images-seen"), str(tmp_path / "by-labels"), "--held-out", *held,
-                                  "--output", str(tmp_path / "held.json")], capture_output=True, text=True, env=env,
-                          timeout=600)
+                                  "--output", str(tmp_path / "held.json"), "--methods", "image addressing",
+                                  "nearest neighbour", "shots alone", "shots in the memory's span"],
+                          capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((tmp_path / "held.json").read_text())
     assert record["held_out"] == held and record["seen"] == [f"class{i}" for i in range(5)]
-    assert "classify-then-recall" not in record["rows"][0]  # a label memory cannot recall classes it never saw
+    row = record["rows"][0]
+    assert "classify-then-recall" not in row  # a label memory cannot recall classes it never saw
+    assert len(row["shots alone"]["runs"]) == 2 and row["shots in the memory's span"]["bases"] == 4
+
+
+def test_a_recall_is_its_own_nearest_image_in_the_memorys_span(monkeypatch):
+    """few_shot.py's span reference: recall lies in the span of the bases (eqn 2), so projecting it changes nothing;
+    an image outside the span moves, and no recall is closer to it than its projection."""
+    import importlib.util
+
+    import torch
+
+    from hf_rtp import AddressableMemory, AddressableMemoryConfig
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # the script imports its neighbour `common`
+    spec = importlib.util.spec_from_file_location("few_shot", ROOT / "bench" / "few_shot.py")
+    few_shot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(few_shot)
+    torch.manual_seed(0)
+    memory = AddressableMemory(AddressableMemoryConfig(image_shape=[1, 8, 8], class_names=["a", "b"], num_bases=5,
+                                                       images_per_query=3, downsample=2, mean=[0.0], std=[1.0],
+                                                       output_norm="standardize")).double()
+    recall = memory(labels=torch.tensor([0, 1])).images
+    assert torch.allclose(few_shot.nearest_in_span(memory, recall), recall, atol=1e-9)
+    outside = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    nearest = few_shot.nearest_in_span(memory, outside)
+    assert (nearest - outside).abs().max() > 0.1
+    assert torch.allclose(few_shot.nearest_in_span(memory, nearest), nearest, atol=1e-9)
 
 
 def test_cross_arch_refuses_an_unknown_student_before_any_work():
@@ -399,7 +427,7 @@ WRITTEN = {
     "few_shot": ({"image_memory", "label_memory", "dataset", "held_out", "seen", "episodes", "image_memory_floats",
                   "label_memory_floats", "query_head_floats", "query_encoder", "learner", "classifier_epochs", "rows"},
                  {"way", "shots", "held_out", "learner_compiled", "command", "image addressing*", "nearest neighbour",
-                  "classify-then-recall"}),
+                  "classify-then-recall", "shots alone", "shots in the memory's span"}),
     "image_starts": ({"dataset", "steps", "eval_every", "eval_episodes", "classes", "common_options", "starts", "chance",
                       "rows"}, {"start", "seed", "validation", "best", "last", "left_chance", "minutes", "run",
                                 "distill_command"}),

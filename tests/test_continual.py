@@ -350,3 +350,32 @@ def test_rehearsal_in_the_unroll_keeps_the_meta_gradient_exact(soft):
         assert float((a - b).norm() / b.norm().clamp_min(1e-30)) < 1e-9
     alone = run(0)
     assert float((alone.grads[0] - engine.grads[0]).norm() / engine.grads[0].norm()) > 1e-3
+
+
+def test_warm_start_unrolls_from_the_network_the_earlier_memories_train(digits):
+    """warm_start: every unroll of a later task starts from the joint mode's network on the earlier memories' recall
+    (the same weights `joint_network` trains), not from a fresh draw; the first task has nothing to start from."""
+    from hf_rtp.continual.learners import WarmStart, joint_network
+
+    stream = stream_of(digits, tasks=2, samples_per_task=40)
+    config = ContinualConfig(steps_per_batch=0, final_steps=1, inner_steps=2, retrain_epochs=2, warm_start=True)
+    method = make_method(config, stream)
+    first, second = stream.tasks
+    method.begin_task(first)
+    for images, labels in stream.batches(first):
+        method.observe(images, labels)
+    assert not isinstance(method.distiller.outer.inner[0], WarmStart)  # no earlier memory: a fresh draw
+    method.end_task(first)
+    method.begin_task(second)
+    for images, labels in stream.batches(second):
+        method.observe(images, labels)
+    inner = method.distiller.outer.inner[0]
+    expected = list(joint_network(config, method.recalls, stream.num_classes).parameters())
+    for drawn in (inner.init_params(torch.Generator().manual_seed(s)) for s in (0, 1)):  # every unroll, same start
+        assert all(torch.equal(a, b) for a, b in zip(drawn, expected))
+    fresh = method.inner.init_params(torch.Generator().manual_seed(0))
+    assert not torch.equal(fresh[0], expected[0])
+    method.end_task(second)
+    assert 0 <= run_stream(make_method(config, stream), stream)["retained_accuracy"] <= 1
+    with pytest.raises(ValueError, match="inner learner's parameters"):
+        WarmStart(method.inner, expected[:-1])

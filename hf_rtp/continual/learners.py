@@ -88,6 +88,7 @@ class ContinualConfig:
     augment: str | None = field(default=None, metadata={"help": "Compress-then-recall: differentiable augmentation drawn once per unroll (DSA ops joined by _, or cifar, dsa, digits; None for none)."})
     soft_labels: bool = field(default=False, metadata={"help": "Compress-then-recall: each task memory learns a soft label for every recalled image (costs K*classes+1 of its floats)."})
     rehearse_per_step: int = field(default=0, metadata={"min": 0, "help": "Compress-then-recall: images of the earlier task memories' recall added to each inner step of a task's unroll, so each memory is distilled for the network that trains on the whole bank (the joint mode); 0: each task alone."})
+    warm_start: bool = field(default=False, metadata={"help": "Compress-then-recall: each unroll of a task after the first starts from a network trained (the retraining recipe) on the earlier task memories' recall instead of a fresh init, so the memory is distilled to add its task to a network that knows the earlier ones (the joint mode); with rehearse_per_step, the unroll also keeps training on their recall."})
     retrain_epochs: int = field(default=100, metadata={"min": 1, "help": "Compress-then-recall: epochs of the fresh network on everything recalled."})
     retrain_lr: float = field(default=0.01, metadata={"help": "Compress-then-recall: its SGD (momentum 0.9) learning rate."})
     retrain_batch: int = field(default=256, metadata={"min": 1, "help": "Compress-then-recall: its minibatch size."})
@@ -369,6 +370,24 @@ class TaskDistiller:
         return self.memory.eval()
 
 
+class WarmStart:
+    """An inner loop whose every unroll starts from the weights `start` (a network trained on the earlier memories'
+    recall) instead of a fresh draw; everything else is `inner`'s."""
+
+    def __init__(self, inner: InnerLoop, start: list[torch.Tensor]):
+        fresh = inner.learner.init_params(torch.Generator().manual_seed(0))
+        if [tuple(p.shape) for p in fresh] != [tuple(p.shape) for p in start]:
+            raise ValueError("a warm start needs the inner learner's parameters, in its order")
+        self.inner, self.start = inner, [p.detach().clone() for p in start]
+
+    def init_params(self, generator: torch.Generator) -> list[torch.Tensor]:
+        device = next(self.inner.learner.parameters()).device
+        return [p.to(device) for p in self.start]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def inner_loop(config: ContinualConfig, shape: tuple[int, int, int], outputs: int) -> InnerLoop:
     """The unrolled network: the learner that will be retrained on the recall, SGD with momentum 0.9."""
     c, h, w = shape
@@ -431,9 +450,12 @@ class CompressThenRecall(ContinualMethod):
             if len(set(pool_y.tolist())) < len(self.task.classes):
                 return  # some class not seen yet: nothing to start its part of the memory from
             train = self.task.train
+            inner = self.inner
+            if self.config.warm_start and self.recalls:  # the network the earlier memories train, as the joint mode's
+                inner = WarmStart(inner, list(joint_network(self.config, self.recalls, self.stream.num_classes).parameters()))
             self.distiller = TaskDistiller(self.config, pool_x, pool_y, self.task.classes,
                                            [self.stream.class_names[c] for c in self.task.classes], self.memory_floats,
-                                           self.inner, self.generator, train.mean, train.std, self.stream.num_classes,
+                                           inner, self.generator, train.mean, train.std, self.stream.num_classes,
                                            self.layout, recalled(self.recalls) if self.recalls and self.config.rehearse_per_step else None)
         for _ in range(self.config.steps_per_batch):
             old_x, old_y = self.reservoir.draw(max(0, self.config.real_per_step - len(images)))
