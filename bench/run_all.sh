@@ -189,6 +189,31 @@ python bench/continual.py --stream rotations --methods ewc --lr 0.01 --ewc-lambd
 OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --methods compress-then-recall --seeds 0 1 2 --save-bank bench/results/memories/continual-rotations-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread benchmark on the 2 cores'
 # ... and with soft labels, the best of those on validation
 OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --methods compress-then-recall --soft-labels --tag soft --seeds 0 1 2 --save-bank bench/results/memories/continual-rotations-soft-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread benchmark on the 2 cores'
+# Issue 24, what the joint mode is worth (validation): memories at their SVD start, no outer step, for every layout
+# that fits (init-only*); each task's unroll warm-started from the joint network on the earlier memories' recall,
+# with rehearsal of that recall inside the unroll (warm*); then the winner on the test split. One thread each, two
+# runs side by side on the 2 cores.
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --tag init-only
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 4 --downsample 2 --tag init-only-K4-ds2 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 8 --downsample 2 --tag init-only-K8-ds2 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 16 --downsample 2 --tag init-only-K16-ds2 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 32 --downsample 2 --tag init-only-K32-ds2 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 4 --downsample 4 --tag init-only-K4-ds4 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 8 --downsample 4 --tag init-only-K8-ds4 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 16 --downsample 4 --tag init-only-K16-ds4 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 32 --downsample 4 --tag init-only-K32-ds4 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 64 --downsample 4 --tag init-only-K64-ds4 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 4 --downsample 1 --tag init-only-K4-ds1 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --num-bases 8 --downsample 1 --tag init-only-K8-ds1 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --warm-start --tag warm --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --warm-start --rehearse-per-step 40 --tag warm-rehearse40 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --warm-start --rehearse-per-step 40 --soft-labels --tag warm-rehearse40-soft --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validation --methods compress-then-recall --warm-start --rehearse-per-step 80 --tag warm-rehearse80 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --split validation --methods compress-then-recall --steps-per-batch 0 --final-steps 0 --tag init-only --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --split validation --methods compress-then-recall --warm-start --rehearse-per-step 40 --tag warm-rehearse40 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --split validation --methods compress-then-recall --tag default --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --split validation --methods compress-then-recall --warm-start --rehearse-per-step 80 --tag warm-rehearse80 --threads 1
+OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --methods compress-then-recall --warm-start --rehearse-per-step 80 --tag warm-rehearse80 --seeds 0 1 2 --threads 1 --save-bank bench/results/memories/continual-rotations-warm-bank
 python bench/continual.py --stream permutations --methods online --lr 0.03 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods replay --lr 0.03 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods replay --lr 0.01 --glances 5 --tag glances5 --seeds 0 1 2
