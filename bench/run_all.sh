@@ -214,6 +214,7 @@ OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --split valida
 OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --split validation --methods compress-then-recall --tag default --threads 1
 OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --split validation --methods compress-then-recall --warm-start --rehearse-per-step 80 --tag warm-rehearse80 --threads 1
 OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --methods compress-then-recall --warm-start --rehearse-per-step 80 --tag warm-rehearse80 --seeds 0 1 2 --threads 1 --save-bank bench/results/memories/continual-rotations-warm-bank
+OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --methods compress-then-recall --warm-start --rehearse-per-step 80 --tag warm-rehearse80 --seeds 0 1 2 --threads 1
 python bench/continual.py --stream permutations --methods online --lr 0.03 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods replay --lr 0.03 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods replay --lr 0.01 --glances 5 --tag glances5 --seeds 0 1 2
