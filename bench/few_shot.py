@@ -14,7 +14,8 @@ classes from its k shots per class (the shots' labels are never shown to a memor
 Two reference columns, which store nothing (`--methods` to add them): `shots alone` trains the fresh ConvNet on the
 shots themselves (each class's k shots repeated to r images); `shots in the memory's span` on each shot's nearest
 image in the span of the image memory's K (upsampled) bases, normalised as recall is: no recall (eqn 2 is a linear
-combination of those bases) can be closer to a shot, so it bounds what recall by that shot can carry.
+combination of those bases) can be closer to a shot. A reference, not a proof of a ceiling: r different recalls
+could still train a better network than r copies of the nearest one.
 Both networks are scored on up to `--test-per-class` other test images of each episode class. Reported: mean and
 95% interval (1.96 std / sqrt(episodes)) over episodes, with each memory's stored floats and the head's weights.
 Writes bench/results/few_shot.json (few_shot_held_out.json with --held-out; --merge adds settings). `--methods`

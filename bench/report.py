@@ -472,7 +472,8 @@ def few_shot(lines):
                       "shots themselves (each repeated to r images); `shots in the memory's span` on each shot's "
                       "nearest image in the span of the image memory's K bases (normalised as recall is). Every "
                       "recall is a combination of those bases (eqn 2), so no recall can be closer to a shot: where "
-                      "that column is low, the bases cannot hold the new classes, whatever the query head does."]
+                      "that column is low, the bases hold the new classes poorly (a reference, not a proof of a "
+                      "ceiling: r different recalls could still train better than r copies of the nearest one)."]
         lines += ["", f"Machine: {r['machine']}. The paper (CIFAR-100, 1-shot / 5-shot): image addressing "
                   f"{paper[1][0]} / {paper[5][0]}, classify-then-recall {paper[1][1]} / {paper[5][1]}, nearest "
                   f"neighbour {paper[1][2]} / {paper[5][2]}.{note(r)}", ""]
