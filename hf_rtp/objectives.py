@@ -212,11 +212,15 @@ class TaskObjective:
 
     Rehearsal (`rehearsal`, the earlier task memories' recall as fixed (images, targets), and `rehearse_per_step`):
     each inner step also trains on that many images drawn from it, so the memory is distilled for a network that
-    trains on the whole bank (the joint recall mode) rather than on this task alone."""
+    trains on the whole bank (the joint recall mode) rather than on this task alone. Retention (`retain_per_step`):
+    each outer loss also scores the unrolled network on that many images of the earlier recall (with their class
+    ids), so the memory is also distilled not to undo what the earlier memories teach: the earlier tasks' real
+    images are gone, and their recall is what stands for them."""
 
     def __init__(self, memory: AddressableMemory, classes: Sequence[int], outputs: int,
                  validation: ImageClassificationData | None = None,
-                 rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None, rehearse_per_step: int = 0):
+                 rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None, rehearse_per_step: int = 0,
+                 retain_per_step: int = 0):
         if memory.config.addressed_by_images or memory.config.num_classes != len(classes):
             raise ValueError(f"a task memory is addressed by the labels of its {len(classes)} classes")
         self.memory, self.outputs, self.validation = memory, outputs, validation
@@ -226,8 +230,13 @@ class TaskObjective:
         # soft labels: the memory's distribution over its classes, placed at their global outputs
         self.place = F.one_hot(self.classes, outputs).to(memory.bases.dtype)
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.rehearse_per_step = rehearse_per_step if rehearsal is not None and len(rehearsal[0]) else 0
-        self.rehearsal = rehearsal if self.rehearse_per_step else None
+        held = rehearsal is not None and len(rehearsal[0]) > 0
+        self.rehearse_per_step = rehearse_per_step if held else 0
+        self.retain_per_step = retain_per_step if held else 0
+        if self.retain_per_step and (memory.config.soft_labels or rehearsal[1].is_floating_point()):
+            raise ValueError("retain_per_step scores the earlier recall by its class ids: it needs memories without "
+                             "soft labels")
+        self.rehearsal = rehearsal if self.rehearse_per_step or self.retain_per_step else None
         if self.rehearsal is not None and memory.config.soft_labels and not self.rehearsal[1].is_floating_point():
             self.rehearsal = (rehearsal[0], F.one_hot(rehearsal[1], outputs).to(memory.bases.dtype))
 
@@ -248,8 +257,15 @@ class TaskObjective:
         if draw.rehearsal_seed is None:
             return inputs
         old_images, old_targets = self.rehearsal
-        rows = torch.randint(len(old_images), (len(picks), self.rehearse_per_step),
-                             generator=torch.Generator().manual_seed(draw.rehearsal_seed))
+        picker = torch.Generator().manual_seed(draw.rehearsal_seed)
+        rows = torch.randint(len(old_images), (len(picks), self.rehearse_per_step), generator=picker)
+        if self.retain_per_step:  # drawn after the rehearsal rows, which stay what they were without retention
+            kept = torch.randint(len(old_images), (self.retain_per_step,), generator=picker)
+            device = inputs.real_images.device
+            inputs = replace(inputs, real_images=torch.cat([inputs.real_images, augment(old_images[kept].to(device))]),
+                             real_labels=torch.cat([inputs.real_labels, old_targets[kept].to(device)]))
+        if not self.rehearse_per_step:
+            return inputs
         own = inputs.recall
 
         def recall(t: int) -> tuple[torch.Tensor, torch.Tensor]:

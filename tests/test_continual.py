@@ -352,6 +352,53 @@ def test_rehearsal_in_the_unroll_keeps_the_meta_gradient_exact(soft):
     assert float((alone.grads[0] - engine.grads[0]).norm() / engine.grads[0].norm()) > 1e-3
 
 
+def test_retention_scores_the_unroll_on_the_earlier_recall_too():
+    """retain_per_step: the outer loss's real batch gains that many images of the earlier memories' recall, with
+    their class ids; the rehearsal rows of the inner steps stay what they were without it; the meta-gradient stays
+    exact and the retained images change it; soft labels are refused (the earlier recall is scored by class id)."""
+    from hf_rtp import AddressableMemory, AddressableMemoryConfig
+    from hf_rtp.learners import MLP
+    from hf_rtp.objectives import TaskObjective
+    from hf_rtp.unroll import InnerLoop
+
+    torch.manual_seed(0)
+    config = AddressableMemoryConfig(image_shape=[1, 8, 8], class_names=["a", "b", "c"], num_bases=4, images_per_query=3,
+                                     downsample=2, mean=[0.0], std=[1.0])
+    memory = AddressableMemory(config).double()
+    g = torch.Generator().manual_seed(2)
+    old = torch.randn(20, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(2, (20,), generator=g)
+    loop = InnerLoop(MLP(1, 5, (8, 8), hidden=16).double(), lr=0.1, momentum=0.9, keep_memory=False)
+    init = [p.double() for p in loop.init_params(torch.Generator().manual_seed(1))]
+    picks = torch.stack([torch.stack([torch.randperm(3, generator=g)[:2] for _ in range(3)]) for _ in range(6)])
+    real = torch.randn(9, 1, 8, 8, generator=g, dtype=torch.float64), torch.tensor([2, 3, 4] * 3)
+
+    def inputs(rehearse, retain):
+        objective = TaskObjective(memory, [2, 3, 4], 5, rehearsal=old, rehearse_per_step=rehearse,
+                                  retain_per_step=retain)
+        objective.feed(*real)
+        return objective.inputs(objective.draw(torch.Generator().manual_seed(3)), picks, lambda x: x)
+
+    both, rehearsed, retained = inputs(4, 7), inputs(4, 0), inputs(0, 7)
+    assert both.real_images.shape[0] == 9 + 7 and torch.equal(both.real_images[:9], real[0])
+    for image, label in zip(both.real_images[9:], both.real_labels[9:]):  # rows of the earlier recall, its labels
+        row = int(torch.nonzero((old[0] == image).flatten(1).all(1))[0])
+        assert int(label) == int(old[1][row])
+    assert retained.real_images.shape[0] == 9 + 7 and rehearsed.real_images.shape[0] == 9
+    for t in range(len(picks)):  # the inner steps' rehearsal is unchanged by retention
+        assert torch.equal(both.recall(t)[0], rehearsed.recall(t)[0])
+    assert retained.batch_size == 6 and both.batch_size == 6 + 4  # 3 classes x 2 picks, and the rehearsed 4
+
+    engine = loop.run(inputs(4, 7), init)
+    reference = loop.run(inputs(4, 7), init, reference=True)
+    assert engine.loss == pytest.approx(reference.loss, rel=1e-12)
+    for a, b in zip(engine.grads, reference.grads):
+        assert float((a - b).norm() / b.norm().clamp_min(1e-30)) < 1e-9
+    alone = loop.run(inputs(4, 0), init)
+    assert float((alone.grads[0] - engine.grads[0]).norm() / engine.grads[0].norm()) > 1e-3
+    with pytest.raises(ValueError, match="soft_labels"):
+        ContinualConfig(retain_per_step=10, soft_labels=True)
+
+
 def test_warm_start_unrolls_from_the_network_the_earlier_memories_train(digits):
     """warm_start: every unroll of a later task starts from the joint mode's network on the earlier memories' recall
     (the same weights `joint_network` trains), not from a fresh draw; the first task has nothing to start from."""

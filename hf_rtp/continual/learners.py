@@ -88,6 +88,7 @@ class ContinualConfig:
     augment: str | None = field(default=None, metadata={"help": "Compress-then-recall: differentiable augmentation drawn once per unroll (DSA ops joined by _, or cifar, dsa, digits; None for none)."})
     soft_labels: bool = field(default=False, metadata={"help": "Compress-then-recall: each task memory learns a soft label for every recalled image (costs K*classes+1 of its floats)."})
     rehearse_per_step: int = field(default=0, metadata={"min": 0, "help": "Compress-then-recall: images of the earlier task memories' recall added to each inner step of a task's unroll, so each memory is distilled for the network that trains on the whole bank (the joint mode); 0: each task alone."})
+    retain_per_step: int = field(default=0, metadata={"min": 0, "help": "Compress-then-recall: images of the earlier task memories' recall added to each outer loss, with their class ids, so a memory is also distilled not to undo what the earlier memories teach (the joint mode; needs hard labels); 0: the task's real images alone."})
     warm_start: bool = field(default=False, metadata={"help": "Compress-then-recall: each unroll of a task after the first starts from a network trained (the retraining recipe) on the earlier task memories' recall instead of a fresh init, so the memory is distilled to add its task to a network that knows the earlier ones (the joint mode); with rehearse_per_step, the unroll also keeps training on their recall."})
     retrain_epochs: int = field(default=100, metadata={"min": 1, "help": "Compress-then-recall: epochs of the fresh network on everything recalled."})
     retrain_lr: float = field(default=0.01, metadata={"help": "Compress-then-recall: its SGD (momentum 0.9) learning rate."})
@@ -105,6 +106,9 @@ class ContinualConfig:
             raise ValueError(f"clip_grad_norm must be positive (None: no clipping), got {self.clip_grad_norm}")
         if self.ewc_lambda < 0:
             raise ValueError(f"ewc_lambda must be >= 0, got {self.ewc_lambda}")
+        if self.retain_per_step and self.soft_labels:
+            raise ValueError("retain_per_step scores the earlier memories' recall by its class ids: it cannot be used "
+                             "with soft_labels")
         if not parse_strategy(self.augment):
             self.augment = None
         learner_specs(self.learner, unrolled=True)  # compress-then-recall unrolls it: it needs a functional form
@@ -351,7 +355,8 @@ class TaskDistiller:
                               f"bases: {error}") from error
         init_from_real(memory, data, generator)
         self.objective = TaskObjective(memory.train(), classes, outputs, rehearsal=rehearsal,
-                                       rehearse_per_step=config.rehearse_per_step)
+                                       rehearse_per_step=config.rehearse_per_step,
+                                       retain_per_step=config.retain_per_step)
         self.outer = OuterStep(self.objective, [inner], build_optimizer(memory, "adam", config.outer_lr),
                                config.synthetic_per_class, augment=config.augment, clip_grad_norm=config.clip_grad_norm)
 
@@ -456,7 +461,8 @@ class CompressThenRecall(ContinualMethod):
             self.distiller = TaskDistiller(self.config, pool_x, pool_y, self.task.classes,
                                            [self.stream.class_names[c] for c in self.task.classes], self.memory_floats,
                                            inner, self.generator, train.mean, train.std, self.stream.num_classes,
-                                           self.layout, recalled(self.recalls) if self.recalls and self.config.rehearse_per_step else None)
+                                           self.layout, recalled(self.recalls) if self.recalls and (self.config.rehearse_per_step
+                                                                         or self.config.retain_per_step) else None)
         for _ in range(self.config.steps_per_batch):
             old_x, old_y = self.reservoir.draw(max(0, self.config.real_per_step - len(images)))
             self.distiller.step(torch.cat([images, old_x]), torch.cat([labels, old_y]))
