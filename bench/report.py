@@ -583,10 +583,12 @@ def continual_tasks(lines):
 
 def continual_retrain(lines):
     """Compress-then-recall's retraining recipe, tuned on a saved validation bank (bench/continual_bank.py)."""
-    for stream in ("rotations", "permutations", "many"):
-        r = load(f"continual_retrain_{stream}_validation.json")
-        if not r:
-            continue
+    # one file per saved validation bank: continual_retrain_<stream>_validation.json, _<bank>_validation.json
+    names = [path.name for stream in ("rotations", "permutations", "many")
+             for path in sorted(RESULTS.glob(f"continual_retrain_{stream}*_validation.json"))]
+    for name in names:
+        r = load(name)
+        stream = r.get("stream", name.split("_")[2])
         lines += [f"### Retraining on a bank: {stream}, validation split (`bench/continual_bank.py`)", "",
                   f"One saved validation bank (`{r['bank']}`), retrained from scratch with each recipe (the stream's "
                   "network, SGD with momentum 0.9) in both recall modes: whether the joint mode's gap to the per-task "
