@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> None:
                 command += ["--classes", ",".join(args.classes)]
             started = time.perf_counter()
             print(f"{name} seed {seed}: " + " ".join(command), flush=True)
-            subprocess.run(command, check=True, cwd=ROOT)
+            code = subprocess.run(command, cwd=ROOT).returncode
+            if code:  # hf-rtp has said why, in one line: no traceback of this script on top of it
+                sys.exit(f"image_starts.py: error: the {name} run (seed {seed}) stopped with exit status {code}; the rows "
+                         f"before it are in {args.output}")
             minutes = (time.perf_counter() - started) / 60
             curve = [(m["step"], m["val_accuracy"]) for m in map(json.loads, open(f"{out}/metrics.jsonl"))
                      if m.get("val_accuracy") is not None]

@@ -178,6 +178,40 @@ def test_few_shot_bench_on_a_tiny_cifar100_layout_seen_and_held_out(tmp_path):
     assert len(row["shots alone"]["runs"]) == 2 and row["shots in the memory's span"]["bases"] == 4
 
 
+def test_image_starts_runs_a_start_and_records_its_validation_curve(tmp_path):
+    """bench/image_starts.py: one `hf-rtp distill` run per (start, seed), here a supervised frozen encoder on the
+    embedded digits, two outer steps, validated after each; the row holds its curve, best and last accuracy, whether
+    it left chance and the command that made it; the memory records where its encoder started. An unknown start is
+    refused before any run; a run that fails (digits' 5 classes hold no 16-base memory at IPC 1) stops the script
+    with hf-rtp's one line and its own, no traceback."""
+    base = [sys.executable, str(ROOT / "bench" / "image_starts.py"), "--dataset", "digits", "--runs-dir", str(tmp_path / "runs"),
+            "--output", str(tmp_path / "starts.json")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    tiny = ["--starts", "supervised-frozen", "--steps", "2", "--eval-every", "1", "--eval-episodes", "2"]
+    done = subprocess.run(base + tiny, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "starts.json").read_text())
+    assert record["classes"] is None and record["chance"] == 0.2 and record["steps"] == 2
+    (row,) = record["rows"]
+    assert (row["start"], row["seed"]) == ("supervised-frozen", 0)
+    assert [step for step, _ in row["validation"]] == [1, 2]
+    accuracies = [acc for _, acc in row["validation"]]
+    assert row["best"] == max(accuracies) and row["last"] == accuracies[-1] and all(0 <= a <= 1 for a in accuracies)
+    assert row["left_chance"] == (row["best"] > 0.25)
+    words = row["distill_command"].split()
+    for option, value in (("--query-encoder-start", "supervised"), ("--query-encoder-lr", "0"), ("--steps", "2")):
+        assert words[words.index(option) + 1] == value
+    memory = json.loads((Path(row["run"]) / "memory" / "config.json").read_text())
+    assert memory["query_encoder_start"].startswith("supervised:digits") and len(memory["class_names"]) == 10
+    bad = subprocess.run(base + ["--starts", "imagenet"], capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and "invalid choice: 'imagenet'" in bad.stderr
+    failed = subprocess.run(base + tiny + ["--classes", "0", "1", "2", "3", "4"], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert "hf-rtp: error: a budget of ipc=1.0" in failed.stderr
+    assert "image_starts.py: error: the supervised-frozen run (seed 0) stopped with exit status 2" in failed.stderr
+
+
 def test_a_recall_is_its_own_nearest_image_in_the_memorys_span(monkeypatch):
     """few_shot.py's span reference: recall lies in the span of the bases (eqn 2), so projecting it changes nothing;
     an image outside the span moves, and no recall is closer to it than its projection."""
