@@ -4,10 +4,12 @@
     python bench/continual_bank.py BANK --retrain-epochs 300 --retrain-lr 0.03 --tag e300-lr0.03 --output OUT.json
 
 Rebuilds every task's test set (the recorded source's test split, or its validation share, under each task's
-recorded rotation or permutation), retrains the stream's network on the bank's recall with ContinualConfig's
-`retrain_*` settings (`joint`: one network on everything, scored on every task; `per-task`: one network per task
-memory, each task scored by its own) and prints RA. With the run's settings and seed, a bank scores what its run
-reported; with others, this is how the retraining recipe is tuned on a validation bank without distilling again.
+recorded rotation or permutation), retrains the stream's network on the bank's recall (`joint`: one network on
+everything, scored on every task; `per-task`: one network per task memory, each task scored by its own) and prints
+RA. The recipe is the one bank.json records (the run's network, `retrain_*` settings and seed; ContinualConfig's
+defaults for a bank saved before banks recorded it), so a bank scores what its run reported; options given
+(`--retrain-lr 0.03`) replace it: this is how the retraining recipe is tuned on a validation bank without distilling
+again.
 `--real-per-task N [N ...]` also trains the same network, with the same recipe, on N random raw training images of
 each task (the stream rebuilt from bank.json's definition): the joint and per-task numbers real data of known size
 gives, next to the memories'. `--output` (no default: a committed result is never overwritten unasked) merges one
@@ -40,8 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=None, help="merge a row into this JSON (default: print only)")
     args = parser.parse_args(argv)
     try:
-        config = build(ContinualConfig, given(args, ContinualConfig))
         bank = MemoryBank.from_pretrained(args.bank)
+        # the recipe the bank's run retrained with (bank.json's `recipe`), unless an option says otherwise
+        config = build(ContinualConfig, {**(bank.recipe or {}), **given(args, ContinualConfig)})
     except Exception as error:  # a bad option or bank: one line, exit 2
         parser.error(str(error))
     if bank.stream is None:

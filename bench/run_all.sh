@@ -245,6 +245,7 @@ OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --split validatio
 OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --split validation --methods compress-then-recall --warm-start --rehearse-per-step 80 --retrain-lr 0.1 --retrain-batch 128 --tag warm-rehearse80-retrain-lr0.1-b128 --threads 1
 # ... and the winners on the test split
 OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --methods compress-then-recall --warm-start --rehearse-per-step 80 --retrain-lr 0.05 --retrain-batch 128 --tag warm-rehearse80-retrain-lr0.05-b128 --seeds 0 1 2 --threads 1 --save-bank bench/results/memories/continual-rotations-warm-retrain-bank
+OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --methods compress-then-recall --warm-start --rehearse-per-step 80 --retrain-lr 0.1 --retrain-batch 128 --tag warm-rehearse80-retrain-lr0.1-b128 --seeds 0 1 2 --threads 1 --save-bank bench/results/memories/continual-permutations-warm-retrain-bank
 python bench/continual.py --stream permutations --methods online --lr 0.03 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods replay --lr 0.03 --seeds 0 1 2
 python bench/continual.py --stream permutations --methods replay --lr 0.01 --glances 5 --tag glances5 --seeds 0 1 2
@@ -257,6 +258,7 @@ OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods replay --lr 
 OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods ewc --lr 0.03 --ewc-lambda 1 --seeds 0 1 2
 # Anyone can re-score a committed bank from the stream its bank.json records (both recall modes)
 python bench/continual_bank.py bench/results/memories/continual-rotations-bank
+python bench/continual_bank.py bench/results/memories/continual-rotations-warm-retrain-bank
 # New classifiers from separate memories: five 2-way MNIST tasks, every 2-way and 5-way mix of them, at the paper's
 # budget (1 image per class) and at 10 images per class
 OMP_NUM_THREADS=1 python bench/extrapolation.py --ipc 1 --num-bases 4 --output bench/results/extrapolation_ipc1.json --bank bench/results/memories/mnist-2way-ipc1-bank --note 'run with OMP_NUM_THREADS=1 beside another 1-thread benchmark on the 2 cores; K=4: the largest of 16, 8, 4 whose bases fit 1,568 floats with room for addressing (the continual memory_layout rule)'

@@ -40,13 +40,16 @@ class MemoryBank:
     """Memories by task name, in the order they were added. `accuracy` records, per task, what was measured for it
     (e.g. a fresh learner's test accuracy on that task), shown on the card."""
 
-    def __init__(self, shared_classes: bool = False, stream: dict | None = None):
+    def __init__(self, shared_classes: bool = False, stream: dict | None = None, recipe: dict | None = None):
         self.shared_classes = shared_classes
         self.memories: dict[str, AddressableMemory] = {}
         self.accuracy: dict[str, float] = {}
         # The stream the tasks came from (`TaskStream.definition()`: source data, split, each task's transform), so
         # anyone can rebuild a task's test set (`hf_rtp.continual.task_test_set`) and re-score the bank.
         self.stream = stream
+        # How the run that made the bank trained networks on its recall (ContinualConfig's network, retrain_* and
+        # seed), so re-scoring repeats it unless told otherwise: a bank's score depends on that recipe.
+        self.recipe = recipe
 
     # ---- contents ---------------------------------------------------------------------------------------
 
@@ -203,6 +206,8 @@ class MemoryBank:
         }
         if self.stream is not None:
             index["stream"] = self.stream
+        if self.recipe is not None:
+            index["recipe"] = self.recipe
         return index
 
     def save_pretrained(self, save_directory: str | os.PathLike, repo_id: str | None = None, pictures: bool = True) -> Path:
@@ -257,7 +262,10 @@ class MemoryBank:
         stream = index.get("stream")
         if stream is not None and not isinstance(stream, dict):
             raise CheckpointError(f"{index_file}: 'stream' must be a stream definition (an object), got {type(stream).__name__}")
-        bank = cls(shared_classes=bool(index.get("shared_classes", False)), stream=stream)
+        recipe = index.get("recipe")
+        if recipe is not None and not isinstance(recipe, dict):
+            raise CheckpointError(f"{index_file}: 'recipe' must be the retraining settings (an object), got {type(recipe).__name__}")
+        bank = cls(shared_classes=bool(index.get("shared_classes", False)), stream=stream, recipe=recipe)
         for entry in index["tasks"]:
             try:
                 task, subfolder, names = entry["name"], entry["subfolder"], list(entry["class_names"])

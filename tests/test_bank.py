@@ -133,6 +133,11 @@ def test_a_damaged_bank_is_refused(tmp_path):
     (folder / "bank.json").write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match="unsafe subfolder"):
         MemoryBank.from_pretrained(folder)
+    index = bank.index()  # a sound index again, then a recipe that is no object
+    index["recipe"] = ["lr", 0.05]
+    (folder / "bank.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="'recipe' must be the retraining settings \\(an object\\), got list"):
+        MemoryBank.from_pretrained(folder)
 
 
 def test_repr_preview_and_empty_requests():

@@ -81,13 +81,17 @@ def test_continual_bench_runs_every_method_on_one_buffer(tmp_path):
     assert bank_run.returncode == 0, bank_run.stderr[-3000:]
     kept = next(row for row in json.loads(out.read_text())["rows"] if row["tag"] == "compress-then-recall kept")
     assert kept["runs"][0]["bank"].endswith("bank") and json.loads((tmp_path / "bank" / "bank.json").read_text())["stream"]
+    # ... with the run's retraining recipe, which its bank.json records (3 epochs here, not the default 100)
+    assert json.loads((tmp_path / "bank" / "bank.json").read_text())["recipe"] == {
+        "learner": "mlp", "retrain_epochs": 3, "retrain_lr": 0.01, "retrain_batch": 256, "seed": 0}
     rescore = subprocess.run([sys.executable, str(ROOT / "bench" / "continual_bank.py"), str(tmp_path / "bank"),
-                              "--retrain-epochs", "3", "--output", str(tmp_path / "rescored.json")],
+                              "--output", str(tmp_path / "rescored.json")],
                              capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert rescore.returncode == 0, rescore.stderr[-3000:]
     scored = json.loads((tmp_path / "rescored.json").read_text())["rows"][0]
     assert scored["joint"]["accuracy"] == kept["runs"][0]["accuracy"]
     assert scored["per-task"]["accuracy"] == kept["runs"][0]["per_task"]["accuracy"]
+    assert scored["config"]["retrain_epochs"] == 3
     # a grid: one row per combination, tagged by it
     grid = subprocess.run(command[:-5] + ["--seeds", "0", "--methods", "online", "--grid", '{"lr": [0.01, 0.1]}', "--output",
                                           str(tmp_path / "grid.json")], capture_output=True, text=True,

@@ -129,6 +129,10 @@ class ContinualConfig:
         classes = len(stream.tasks[0].classes)  # one addressing matrix: classes x K floats
         return next((k for k in (16, 8, 4, 2) if k * (base + 4 * classes) <= floats), 1), downsample
 
+    def retraining(self) -> dict[str, Any]:
+        """What trains a network on a bank's recall (both recall modes), as a bank records it (`MemoryBank.recipe`)."""
+        return {name: getattr(self, name) for name in ("learner", "retrain_epochs", "retrain_lr", "retrain_batch", "seed")}
+
     def default_share(self, stream: TaskStream, buffer_floats: int | None = None) -> int:
         """The memory share's default: the smallest s > T with which the last task still holds a raw image of each of
         its classes beside all T memories (the one being distilled included); 22 on Rotated/Permuted MNIST, 103 on
@@ -414,7 +418,8 @@ class CompressThenRecall(ContinualMethod):
 
     def __init__(self, config, stream, buffer_floats):
         super().__init__(config, stream, buffer_floats)
-        self.bank = MemoryBank(shared_classes=stream.name != "split-cifar100", stream=stream.definition())
+        self.bank = MemoryBank(shared_classes=stream.name != "split-cifar100", stream=stream.definition(),
+                               recipe=config.retraining())
         share = config.memory_share or config.default_share(stream, buffer_floats)
         self.memory_floats = buffer_floats // share
         first = stream.tasks[0]
