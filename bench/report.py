@@ -584,12 +584,12 @@ def continual_tasks(lines):
 def continual_retrain(lines):
     """Compress-then-recall's retraining recipe, tuned on a saved validation bank (bench/continual_bank.py)."""
     # one file per saved validation bank: continual_retrain_<stream>_validation.json, _<bank>_validation.json
-    names = [path.name for stream in ("rotations", "permutations", "many")
+    found = [(stream, path.name) for stream in ("rotations", "permutations", "many")
              for path in sorted(RESULTS.glob(f"continual_retrain_{stream}*_validation.json"))]
-    for name in names:
+    for stream, name in found:
         r = load(name)
-        stream = r.get("stream", name.split("_")[2])
-        lines += [f"### Retraining on a bank: {stream}, validation split (`bench/continual_bank.py`)", "",
+        kind = name[len(f"continual_retrain_{stream}"):-len("_validation.json")].strip("_")  # e.g. warm
+        lines += [f"### Retraining on a {kind + ' ' if kind else ''}bank: {stream}, validation split (`bench/continual_bank.py`)", "",
                   f"One saved validation bank (`{r['bank']}`), retrained from scratch with each recipe (the stream's "
                   "network, SGD with momentum 0.9) in both recall modes: whether the joint mode's gap to the per-task "
                   "mode is the retraining recipe's.", "",
