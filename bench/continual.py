@@ -171,17 +171,19 @@ def plot(path: str) -> str:
     import matplotlib.pyplot as plt
 
     record = json.loads(Path(path).read_text())
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    for row in record["rows"]:
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    colors = plt.get_cmap("tab20").colors  # one colour per row: the default cycle repeats after 10
+    for i, row in enumerate(record["rows"]):
         per_task = [statistics.mean(values) for values in zip(*(run["accuracy"] for run in row["runs"]))]
         ra = row["retained_accuracy"]["mean"]
-        ax.plot(range(1, len(per_task) + 1), [100 * a for a in per_task], marker=".", label=f"{row['tag']} (RA {100 * ra:.1f})")
+        ax.plot(range(1, len(per_task) + 1), [100 * a for a in per_task], marker=".", color=colors[i % len(colors)],
+                linestyle="--" if row.get("recall_mode") == "per-task" else "-", label=f"{row['tag']} (RA {100 * ra:.1f})")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("task (in stream order)")
     ax.set_ylabel("final test accuracy (%)")
     ax.set_title(f"{record['stream']}: accuracy on each task after the whole stream, one buffer")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the curves, not over them
     fig.tight_layout()
     out = str(Path(path).with_suffix(".png"))
     fig.savefig(out, dpi=110)
