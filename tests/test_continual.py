@@ -318,13 +318,11 @@ def test_a_diverging_baseline_stops_with_a_clear_error(digits, method, option):
         run_stream(make_method(ContinualConfig(method=method, **option), stream), stream)
 
 
-@pytest.mark.parametrize("soft", [False, True])
-def test_rehearsal_in_the_unroll_keeps_the_meta_gradient_exact(soft):
-    """rehearse_per_step: each inner step also trains on fixed images of earlier memories; the engine's gradient
-    must still equal autograd through the whole unroll, and the rehearsed images must change it."""
+def tiny_task_unroll(soft: bool = False):
+    """A 3-class task memory (global classes 2, 3, 4 of 5) in float64, 20 images of earlier recall, an MLP inner
+    loop with its init, the picks of a 6-step unroll and a real batch: what the rehearsal and retention tests share."""
     from hf_rtp import AddressableMemory, AddressableMemoryConfig
     from hf_rtp.learners import MLP
-    from hf_rtp.objectives import TaskObjective
     from hf_rtp.unroll import InnerLoop
 
     torch.manual_seed(0)
@@ -339,6 +337,16 @@ def test_rehearsal_in_the_unroll_keeps_the_meta_gradient_exact(soft):
     init = [p.double() for p in loop.init_params(torch.Generator().manual_seed(1))]
     picks = torch.stack([torch.stack([torch.randperm(3, generator=g)[:2] for _ in range(3)]) for _ in range(6)])
     real = torch.randn(9, 1, 8, 8, generator=g, dtype=torch.float64), torch.tensor([2, 3, 4] * 3)
+    return memory, old, loop, init, picks, real
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_rehearsal_in_the_unroll_keeps_the_meta_gradient_exact(soft):
+    """rehearse_per_step: each inner step also trains on fixed images of earlier memories; the engine's gradient
+    must still equal autograd through the whole unroll, and the rehearsed images must change it."""
+    from hf_rtp.objectives import TaskObjective
+
+    memory, old, loop, init, picks, real = tiny_task_unroll(soft)
 
     def run(rehearse, reference=False):
         objective = TaskObjective(memory, [2, 3, 4], 5, rehearsal=old, rehearse_per_step=rehearse)
@@ -358,21 +366,9 @@ def test_retention_scores_the_unroll_on_the_earlier_recall_too():
     """retain_per_step: the outer loss's real batch gains that many images of the earlier memories' recall, with
     their class ids; the rehearsal rows of the inner steps stay what they were without it; the meta-gradient stays
     exact and the retained images change it; soft labels are refused (the earlier recall is scored by class id)."""
-    from hf_rtp import AddressableMemory, AddressableMemoryConfig
-    from hf_rtp.learners import MLP
     from hf_rtp.objectives import TaskObjective
-    from hf_rtp.unroll import InnerLoop
 
-    torch.manual_seed(0)
-    config = AddressableMemoryConfig(image_shape=[1, 8, 8], class_names=["a", "b", "c"], num_bases=4, images_per_query=3,
-                                     downsample=2, mean=[0.0], std=[1.0])
-    memory = AddressableMemory(config).double()
-    g = torch.Generator().manual_seed(2)
-    old = torch.randn(20, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(2, (20,), generator=g)
-    loop = InnerLoop(MLP(1, 5, (8, 8), hidden=16).double(), lr=0.1, momentum=0.9, keep_memory=False)
-    init = [p.double() for p in loop.init_params(torch.Generator().manual_seed(1))]
-    picks = torch.stack([torch.stack([torch.randperm(3, generator=g)[:2] for _ in range(3)]) for _ in range(6)])
-    real = torch.randn(9, 1, 8, 8, generator=g, dtype=torch.float64), torch.tensor([2, 3, 4] * 3)
+    memory, old, loop, init, picks, real = tiny_task_unroll()
 
     def inputs(rehearse, retain):
         objective = TaskObjective(memory, [2, 3, 4], 5, rehearsal=old, rehearse_per_step=rehearse,
