@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         bank = MemoryBank.from_pretrained(args.bank)
-        # the recipe the bank's run retrained with (bank.json's `recipe`), unless an option says otherwise
+        try:  # the recipe the bank's run retrained with (bank.json's `recipe`), unless an option says otherwise
+            build(ContinualConfig, bank.recipe or {})
+        except Exception as error:
+            raise ValueError(f"{args.bank}: the retraining recipe its bank.json records is not valid: {error}") from error
         config = build(ContinualConfig, {**(bank.recipe or {}), **given(args, ContinualConfig)})
     except Exception as error:  # a bad option or bank: one line, exit 2
         parser.error(str(error))

@@ -92,6 +92,13 @@ def test_continual_bench_runs_every_method_on_one_buffer(tmp_path):
     assert scored["joint"]["accuracy"] == kept["runs"][0]["accuracy"]
     assert scored["per-task"]["accuracy"] == kept["runs"][0]["per_task"]["accuracy"]
     assert scored["config"]["retrain_epochs"] == 3
+    index = json.loads((tmp_path / "bank" / "bank.json").read_text())
+    index["recipe"]["retrain_lr"] = -1  # a hand-edited recipe: refused in one line, before any retraining
+    (tmp_path / "bank" / "bank.json").write_text(json.dumps(index))
+    refused = subprocess.run([sys.executable, str(ROOT / "bench" / "continual_bank.py"), str(tmp_path / "bank")],
+                             capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "the retraining recipe its bank.json records is not valid: retrain_lr must be positive" in refused.stderr
     # a grid: one row per combination, tagged by it
     grid = subprocess.run(command[:-5] + ["--seeds", "0", "--methods", "online", "--grid", '{"lr": [0.01, 0.1]}', "--output",
                                           str(tmp_path / "grid.json")], capture_output=True, text=True,
