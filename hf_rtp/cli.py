@@ -391,7 +391,8 @@ def info_summary(config, name: str) -> str:
     ]
     if cfg.addressed_by_images:
         lines.insert(2, ("addressed", f"by images: a {cfg.query_encoder} query head ({cfg.query_head_floats()} floats, "
-                                      f"outside the budget) projects each image to a {cfg.query_dim}-d query; "
+                                      f"outside the budget) projects each image"
+                                      f"{' and its pixels' if cfg.query_pixels else ''} to a {cfg.query_dim}-d query; "
                                       f"its encoder started "
                                       f"{cfg.query_encoder_start or 'unrecorded (distilled before starts were recorded)'}"))
     if cfg.distillation:
@@ -460,7 +461,7 @@ def run_info(args: argparse.Namespace) -> None:
             "addressing": cfg.addressing, "num_bases": cfg.num_bases, "images_per_query": cfg.images_per_query,
             "downsample": cfg.downsample, "storage_floats": cfg.storage_floats(), "budget_ipc": round(cfg.budget_ipc(), 4),
             "query_encoder": cfg.query_encoder, "query_head_floats": cfg.query_head_floats(),
-            "query_encoder_start": cfg.query_encoder_start,
+            "query_encoder_start": cfg.query_encoder_start, "query_pixels": cfg.query_pixels,
             "distillation": cfg.distillation, "evaluation": cfg.evaluation,
         }, indent=1))
     else:

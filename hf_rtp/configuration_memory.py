@@ -73,6 +73,7 @@ class MemoryOptions:
 
     query_encoder: str | None = field(default=None, metadata={"help": "Address the memory by images (sec 5.3.2): the timm model name of its query head (e.g. resnet10t), trained with it episodically (--classes-per-step N, --shots k); None: addressed by labels."})
     query_dim: int | None = field(default=None, metadata={"help": "d_y, the width of the query space of an image-addressed memory (the head projects to it); None: the number of classes."})
+    query_pixels: bool = field(default=False, metadata={"help": "Image addressing: the query head's projection also sees the image itself at the bases' resolution, next to the encoder's features, so a query can carry what its shot looks like (for classes the memory never saw; with --query-fit images)."})
 
     def __post_init__(self):
         if not self.ipc > 0:
@@ -81,6 +82,8 @@ class MemoryOptions:
             check_positive_int("query_dim", self.query_dim)
         if self.query_dim is not None and self.query_encoder is None:
             raise ValueError("query_dim sets the query space of an image-addressed memory: it needs --query-encoder")
+        if self.query_pixels and self.query_encoder is None:
+            raise ValueError("query_pixels is part of an image-addressed memory's query head: it needs --query-encoder")
         if self.num_bases < 1:
             raise ValueError(f"num_bases (K) must be >= 1, got {self.num_bases}")
         if self.downsample < 1:
@@ -96,7 +99,8 @@ class MemoryOptions:
         return cls(ipc=config.budget_ipc(), num_bases=config.num_bases, downsample=config.downsample,
                    addressing=config.addressing, output_norm=config.output_norm, soft_labels=config.soft_labels,
                    query_encoder=config.query_encoder,
-                   query_dim=config.query_dim if config.query_encoder is not None else None)
+                   query_dim=config.query_dim if config.query_encoder is not None else None,
+                   query_pixels=config.query_pixels)
 
 
 @strict
@@ -142,6 +146,10 @@ class AddressableMemoryConfig(PretrainedConfig):
     query_encoder_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra timm.create_model arguments of the query encoder (e.g. {"patch_size": 4} for a ViT); in_chans,
     num_classes and pretrained follow from the memory and may not be set."""
+    query_pixels: bool = False
+    """Image addressing: the head's projection also sees the image itself at the bases' resolution (average-pooled
+    by `downsample`), next to the encoder's features, so a query can carry what its shot looks like and not only what
+    the encoder tells apart (for classes the memory never saw). False: memories saved before the field existed."""
     query_encoder_start: str | None = None
     """Where the query head's encoder started (`random`, `pretrained:<weights>`, `supervised:<data> (<n> epochs)`),
     recorded by the Distiller for the card and `hf-rtp info`; None for a memory addressed by labels or never distilled."""
@@ -228,6 +236,8 @@ class AddressableMemoryConfig(PretrainedConfig):
 
     def validate_query_encoder(self) -> None:
         if self.query_encoder is None:
+            if self.query_pixels:
+                raise ValueError("query_pixels is part of an image-addressed memory's query head: it needs a query_encoder")
             return
         import timm
 
@@ -256,7 +266,7 @@ class AddressableMemoryConfig(PretrainedConfig):
         if self.query_encoder is None:
             return 0
         with torch.device("meta"):
-            head = QueryHead(self.query_encoder, self.image_shape, self.query_dim, self.query_encoder_kwargs)
+            head = QueryHead.for_config(self)
         return head.stored_floats()
 
     @property

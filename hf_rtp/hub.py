@@ -295,6 +295,7 @@ def model_card(
         query_encoder=config.query_encoder,
         query_head_floats=config.query_head_floats(),
         query_encoder_start=config.query_encoder_start,
+        query_pixels=config.query_pixels,
         has_recalled="recalled.png" in pictures,
         output_stats=f"mean {config.output_mean:.3g}, std {config.output_std:.3g}",
         distillation=", ".join(f"{k}={v}" for k, v in (config.distillation or {}).items()) or None,

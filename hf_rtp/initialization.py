@@ -16,7 +16,7 @@ from .modeling_memory import AddressableMemory
 
 @torch.no_grad()
 def init_from_real(memory: AddressableMemory, data: ImageClassificationData, generator: torch.Generator,
-                   basis_per_class: int = 100) -> None:
+                   basis_per_class: int = 100, query_fit: str = "classes") -> None:
     """Start from real images at the data's scale instead of random tables.
 
     one_hot: each base is a real image of its class, downsampled. learned: the K bases are the top right-singular
@@ -27,7 +27,13 @@ def init_from_real(memory: AddressableMemory, data: ImageClassificationData, gen
     span real images the same way, its head's projection is fitted to real images' classes and standardised
     (`fit_projection`), and its addressing is the least-squares map from the queries of real images to the
     coordinates of real images of their classes (`fit_addressing`), so a query made from pictures of class c
-    starts out recalling about what label c would."""
+    starts out recalling about what label c would. With `query_fit="images"` the projection and addressing are
+    instead fitted together so that a real image's query recalls that image itself (`fit_head_to_images`): what a
+    memory needs for classes it never saw."""
+    if query_fit not in ("classes", "images"):
+        raise ValueError(f"query_fit must be `classes` or `images`, got {query_fit!r}")
+    if query_fit == "images" and not memory.config.addressed_by_images:
+        raise ValueError("query_fit='images' fits the query head of a memory addressed by images; this one has none")
     config = memory.config
     if config.query_dim != config.num_classes and not config.addressed_by_images:
         raise ValueError("init_from_real needs a memory addressed by class labels or images, not raw queries")
@@ -54,7 +60,10 @@ def init_from_real(memory: AddressableMemory, data: ImageClassificationData, gen
     bases[: min(k, len(vh))] = vh[:k]
     targets = per_class(r).flatten(2)  # (n, r, d'): the images A_i[c] starts from
     coordinates = targets @ bases.T  # (n, r, K)
-    if config.addressed_by_images:  # no class to address: the queries of real images of class c take its place
+    if query_fit == "images":
+        real, _ = data.sample(range(n), basis_per_class, generator)
+        addressing = fit_head_to_images(memory, real, bases, small)
+    elif config.addressed_by_images:  # no class to address: the queries of real images of class c take its place
         real, labels = data.sample(range(n), max(1, basis_per_class // 4), generator)
         fit_projection(memory, real, labels, generator)
         addressing = fit_addressing(memory, real, coordinates[labels.to(coordinates.device)])
@@ -76,7 +85,7 @@ def fit_projection(memory: AddressableMemory, real: torch.Tensor, labels: torch.
     one's almost fully), and `fit_addressing` can map each code to its class's images. Then standardised
     (`standardize_queries`), so every query dimension has the same spread."""
     head = memory.query_head
-    features = torch.cat([head.encoder(x.to(memory.bases.device, memory.bases.dtype)) for x in real.split(256)]).double()
+    features = torch.cat([head.features(x.to(memory.bases.device, memory.bases.dtype)) for x in real.split(256)]).double()
     n, d = memory.config.num_classes, memory.config.query_dim
     if d >= n:
         codes = torch.eye(n, d, dtype=features.dtype)
@@ -113,6 +122,49 @@ def fit_addressing(memory: AddressableMemory, real: torch.Tensor, coordinates: t
     return solution.view(q.shape[1], r, k).transpose(0, 1)
 
 
+# The pixel offsets (dx, dy) whose shifted image A_i first recalls under query_fit="images": r identical recalls would
+# get identical meta-gradients and stay identical, one-pixel shifts make them differ as augmentation would.
+SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1))
+
+
+@torch.no_grad()
+def fit_head_to_images(memory: AddressableMemory, real: torch.Tensor, bases: torch.Tensor, small,
+                       ridge: float = 1e-3) -> torch.Tensor:
+    """Fit the head's projection and return the addressing (r, d_y, K) under which each real image's query recalls
+    that image itself, seen through the (orthonormal, flattened) `bases`: A_i the image shifted by SHIFTS[i].
+
+    Eqn 2 is linear in the query and the query linear in the head's features f, so the coefficients of recall i
+    are [f, 1] P A_i: a rank-d_y linear map from features to coordinates. The best one in least squares is reduced-
+    rank regression: the ridge solution W, restricted to the top d_y right-singular directions V of its fitted values
+    (P = W V^T, A = V). Each query dimension is then scaled to unit RMS on `real` (its addressing row scaled back,
+    so the recall is unchanged). Recall of a new image is then its nearest reconstruction the features allow,
+    whatever its class; with `query_pixels` the head sees the image itself, and that is close to its projection on
+    the bases."""
+    head, config = memory.query_head, memory.config
+    r, d = config.images_per_query, config.query_dim
+    features = torch.cat([head.features(x.to(memory.bases.device, memory.bases.dtype)) for x in real.split(256)]).double()
+    inputs = torch.cat([features, torch.ones_like(features[:, :1])], dim=1)  # the projection's bias is the last row
+    real = real.to(bases.device)
+    targets = torch.cat([small(torch.roll(real, shifts=(dy, dx), dims=(-2, -1))).flatten(1) @ bases.T
+                         for dx, dy in (SHIFTS[i % len(SHIFTS)] for i in range(r))], dim=1).to(inputs.device)  # (N, r K)
+    gram = inputs.T @ inputs
+    gram = gram + ridge * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+    weight = torch.linalg.solve(gram, inputs.T @ targets)  # (F + 1, r K)
+    _, _, vh = torch.linalg.svd(inputs @ weight, full_matrices=False)
+    rank = min(d, vh.shape[0])
+    directions = vh[:rank]  # (rank, r K)
+    projection = weight @ directions.T  # (F + 1, rank)
+    rms = (inputs @ projection).pow(2).mean(0).sqrt().clamp_min(1e-12)
+    projection, directions = projection / rms, directions * rms[:, None]
+    head.projection.weight.zero_()
+    head.projection.bias.zero_()
+    head.projection.weight[:rank] = projection[:-1].T.to(head.projection.weight.dtype)
+    head.projection.bias[:rank] = projection[-1].to(head.projection.bias.dtype)
+    addressing = torch.zeros(d, r * bases.shape[0], dtype=directions.dtype, device=directions.device)
+    addressing[:rank] = directions
+    return addressing.view(d, r, -1).transpose(0, 1)  # (r, d_y, K)
+
+
 @torch.no_grad()
 def standardize_queries(memory: AddressableMemory, real: torch.Tensor) -> None:
     """Rescale and shift the query head's projection so the queries of `real` images have mean 0 and std 1 in
@@ -121,7 +173,7 @@ def standardize_queries(memory: AddressableMemory, real: torch.Tensor) -> None:
     recalls nearly the same images, and the inner network has nothing to tell apart (5-way episodes stay at
     chance). The head stays a plain linear map: the query still depends on its own image alone."""
     head = memory.query_head
-    features = torch.cat([head.encoder(x.to(memory.bases.device, memory.bases.dtype)) for x in real.split(256)])
+    features = torch.cat([head.features(x.to(memory.bases.device, memory.bases.dtype)) for x in real.split(256)])
     mean = features.mean(0)
     spread = ((features - mean) @ head.projection.weight.T).std(0).clamp_min(1e-8)
     head.projection.weight.div_(spread[:, None])

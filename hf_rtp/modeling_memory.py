@@ -61,8 +61,7 @@ class AddressableMemory(PreTrainedModel):
             self.label_scale = nn.Parameter(torch.empty(()))
         if config.query_encoder is not None:
             # Image addressing (sec 5.3.2): images -> queries, learned with the bases and addressing.
-            self.query_head = QueryHead(config.query_encoder, config.image_shape, config.query_dim,
-                                        config.query_encoder_kwargs)
+            self.query_head = QueryHead.for_config(config)
         if config.zca_regularization is not None:
             # Persistent buffers: saved with the weights, so a loaded memory can whiten test data and invert pictures.
             d = math.prod(config.image_shape)

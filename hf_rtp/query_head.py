@@ -142,19 +142,34 @@ def feature_width(encoder: nn.Module) -> int:
 
 
 class QueryHead(nn.Module):
-    """images (N, C, H, W) -> queries (N, d_y): y = projection(encoder(x)).
+    """images (N, C, H, W) -> queries (N, d_y): y = projection(encoder(x)), or projection([encoder(x), pool(x)]) with
+    `pixels`.
 
     The encoder always runs in eval mode: BatchNorm layers use their stored statistics, so an image's query depends
     on that image alone (not on which other images share its batch) and the same shots recall the same images.
     """
 
-    def __init__(self, name: str, image_shape: Sequence[int], query_dim: int, kwargs: dict[str, Any] | None = None):
+    def __init__(self, name: str, image_shape: Sequence[int], query_dim: int, kwargs: dict[str, Any] | None = None,
+                 pixels: int = 0):
+        """`pixels`: 0, or a factor ds: the projection then also sees the image itself, average-pooled by ds (the
+        bases' resolution), next to the encoder's features. A supervised encoder's pooled features keep what tells its
+        training classes apart and little of what a new class looks like; the pixels keep it, so a query can recall
+        what its shot shows (`DistillConfig.query_fit="images"`)."""
         super().__init__()
         self.image_shape = tuple(image_shape)
+        self.pixels = int(pixels)
         self.encoder = create_encoder(name, self.image_shape[0], kwargs)
-        self.projection = nn.Linear(feature_width(self.encoder), query_dim)
+        c, h, w = self.image_shape
+        extra = c * (h // self.pixels) * (w // self.pixels) if self.pixels else 0
+        self.projection = nn.Linear(feature_width(self.encoder) + extra, query_dim)
         self.encoder.eval()  # and it stays so (see `train`)
         self._check_image_size(name)
+
+    @classmethod
+    def for_config(cls, config) -> "QueryHead":
+        """The head an AddressableMemoryConfig describes (its encoder, query space and `query_pixels`)."""
+        return cls(config.query_encoder, config.image_shape, config.query_dim, config.query_encoder_kwargs,
+                   pixels=config.downsample if config.query_pixels else 0)
 
     @torch.no_grad()
     def _check_image_size(self, name: str) -> None:
@@ -171,17 +186,24 @@ class QueryHead(nn.Module):
             raise ValueError(f"query_encoder {name!r} cannot take images of shape {self.image_shape}: {first} (pick an "
                              f"encoder for this size, or set its size in query_encoder_kwargs, e.g. img_size for a ViT)"
                              ) from error
-        if width != self.projection.in_features:
+        if width != feature_width(self.encoder):
             raise ValueError(f"query_encoder {name!r} gives {width} features for images of shape {self.image_shape}, "
-                             f"not the {self.projection.in_features} it reports (timm's head_hidden_size)")
+                             f"not the {feature_width(self.encoder)} it reports (timm's head_hidden_size)")
 
     def train(self, mode: bool = True) -> "QueryHead":
         super().train(mode)
         self.encoder.eval()  # see the class docstring
         return self
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """What the projection sees: the encoder's pooled features, and with `pixels` the pooled image after them."""
+        features = self.encoder(images)
+        if not self.pixels:
+            return features
+        return torch.cat([features, nn.functional.avg_pool2d(images, self.pixels).flatten(1)], dim=1)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.encoder(images))
+        return self.projection(self.features(images))
 
     def stored_floats(self) -> int:
         """Floats the head stores (outside the memory's storage budget, like a network's weights; reported next to it)."""

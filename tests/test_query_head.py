@@ -1,6 +1,8 @@
 """Image addressing (sec 5.3.2): a timm query head inside the memory, recall by images, saving and loading."""
 
+import copy
 import json
+import re
 
 import pytest
 import torch
@@ -173,15 +175,17 @@ def test_cli_recalls_from_a_folder_of_class_folders(tmp_path, capsys):
     assert stop.value.code == 2 and "no readable picture in any of its 1 class folder(s) (cat)" in capsys.readouterr().err
 
 
-def test_the_encoders_meta_gradient_equals_whole_graph_autograd():
+@pytest.mark.parametrize("pixels", [False, True])
+def test_the_encoders_meta_gradient_equals_whole_graph_autograd(pixels):
     """Queries are computed once per unroll and their gradient goes through the head once; it must equal autograd
-    through the whole unrolled graph, for the encoder, the projection, the bases and the addressing alike."""
+    through the whole unrolled graph, for the encoder, the projection, the bases and the addressing alike (and the
+    projection's pixel columns, with query_pixels)."""
     from hf_rtp.learners import ConvNet
     from hf_rtp.objectives import episode_inputs
     from hf_rtp.unroll import InnerLoop
 
     torch.manual_seed(0)
-    memory = image_memory().double()
+    memory = image_memory(query_pixels=pixels).double()
     with torch.no_grad():
         memory.bases.mul_(10)
     loop = InnerLoop(ConvNet(1, 3, 16, width=4).double(), lr=0.1, momentum=0.9, keep_memory=False)
@@ -258,6 +262,34 @@ def test_cli_distills_an_image_addressed_memory(tmp_path, capsys):
     assert stop.value.code == 2 and "needs --query-encoder" in capsys.readouterr().err
 
 
+def test_cli_distills_a_memory_whose_head_sees_pixels_and_recalls_its_shots(tmp_path, capsys):
+    from hf_rtp.cli import main
+
+    from helpers import TINY_CLI
+
+    out = tmp_path / "run"
+    main(["distill", "--output-dir", str(out), *TINY_CLI, "--query-encoder", ENCODER, "--query-dim", "6",
+          "--query-pixels", "--query-fit", "images", "--classes-per-step", "3", "--shots", "2", "--eval-episodes", "2",
+          "--steps", "0"])  # no outer step: the fitted start, validated, scored and saved as it is
+    memory = AddressableMemory.from_pretrained(out / "memory")
+    assert memory.config.query_pixels and memory.query_head.pixels == memory.config.downsample
+    assert memory.config.distillation["outer_steps"] == 0 and memory.config.distillation["best_step"] == 0
+    assert len(memory.config.evaluation["accuracy"]["runs"]) == 2
+    capsys.readouterr()
+    main(["info", str(out / "memory")])
+    assert "projects each image and its pixels to a 6-d query" in capsys.readouterr().out
+    assert "the image itself" in (out / "memory" / "README.md").read_text()
+    # each bad combination is one line before any work: no head to see pixels, no head to fit, a random start
+    for bad, message in [(["--query-pixels"], "query_pixels .* needs --query-encoder"),
+                         (["--query-fit", "images"], "query_fit='images' fits the query head"),
+                         (["--query-encoder", ENCODER, "--query-fit", "images", "--init", "random"],
+                          "query_fit='images' fits the query head")]:
+        with pytest.raises(SystemExit) as stop:
+            main(["distill", "--output-dir", str(tmp_path / "bad"), *TINY_CLI, *bad])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and re.search(message, err) and err.count("\n") == 1, err
+
+
 def test_real_init_gives_an_image_addressed_memory_real_bases_spread_queries_and_a_fitted_addressing():
     from hf_rtp.data import load_image_dataset
 
@@ -281,6 +313,82 @@ def test_real_init_gives_an_image_addressed_memory_real_bases_spread_queries_and
     within = torch.stack([(queries[labels == c] - queries[labels == c].mean(0)).pow(2).sum(1).mean()
                           for c in range(10)]).mean()
     assert float(within) < 0.8 * float(queries.var(0).sum())
+
+
+def test_a_head_that_sees_pixels_recalls_by_eqn2_from_its_features_and_the_pooled_image(tmp_path):
+    """query_pixels: y = W [f(x), avgpool_ds(x)] + b, the pooled image after the encoder's 96 features; saved and
+    loaded bit-exactly; refused without a query encoder."""
+    from hf_rtp.configuration_memory import MemoryOptions
+
+    memory = image_memory(query_pixels=True)
+    head = memory.query_head
+    assert head.projection.in_features == 96 + 8 * 8  # 16x16 pooled by the memory's downsample factor 2
+    with torch.no_grad():
+        memory.addressing.normal_()
+        head.projection.bias.normal_()
+    x = torch.randn(4, 1, 16, 16)
+    with torch.no_grad():
+        features = torch.cat([head.encoder(x), torch.nn.functional.avg_pool2d(x, 2).flatten(1)], 1)
+        y = features @ head.projection.weight.T + head.projection.bias
+        expected = memory(queries=y).images
+        pixel_columns = head.projection.weight[:, 96:].clone()
+        head.projection.weight[:, 96:] = 0  # the pixels matter: without their columns the recall changes
+        assert not torch.allclose(memory(images=x).images, expected)
+        head.projection.weight[:, 96:] = pixel_columns
+    torch.testing.assert_close(memory(images=x).images, expected)
+    memory.save_pretrained(tmp_path / "m")
+    loaded = AddressableMemory.from_pretrained(tmp_path / "m")
+    assert loaded.config.query_pixels and torch.equal(loaded(images=x).images, memory(images=x).images)
+    with pytest.raises(ValueError, match="query_pixels .* needs"):
+        MemoryOptions(query_pixels=True)
+    from huggingface_hub.errors import StrictDataclassClassValidationError as Invalid
+
+    with pytest.raises(Invalid, match="query_pixels .* needs"):
+        AddressableMemoryConfig(image_shape=[1, 16, 16], class_names=CLASSES, mean=[0.0], std=[1.0], query_pixels=True)
+
+
+def test_the_images_fit_makes_each_real_images_query_recall_that_image():
+    """query_fit='images': projection and addressing are the reduced-rank least-squares map from the head's
+    features to each image's coordinates on the bases (A_i: the image shifted by SHIFTS[i]). With d_y >= r K it is
+    the plain ridge solution, so its normal equations hold; and with the pixels in view, images of classes the fit
+    never saw are recalled as themselves too."""
+    from hf_rtp.data import load_image_dataset
+    from hf_rtp.initialization import SHIFTS, fit_head_to_images
+
+    digits = load_image_dataset("digits", "train")
+    seen = digits.with_classes([str(c) for c in range(5)])
+    memory = AddressableMemory.for_dataset(seen, ipc=1, num_bases=4, query_encoder=ENCODER, query_dim=16,
+                                           query_pixels=True).double()
+    r, k = memory.config.images_per_query, memory.config.num_bases
+    assert r > 1 and r * k <= 16  # full rank: the fit is the ridge solution
+    init_from_real(memory, seen, torch.Generator().manual_seed(0), query_fit="images")
+    head, bases = memory.query_head, memory.bases.detach().flatten(1).double()
+    real = seen.images[:200].double()
+    small = lambda x: torch.nn.functional.avg_pool2d(x, 2).flatten(1)  # noqa: E731
+    with torch.no_grad():
+        inputs = torch.cat([head.features(real), torch.ones(200, 1, dtype=torch.float64)], 1)
+        coordinates = torch.stack([head(real) @ memory.addressing[i] for i in range(r)], 1)  # (N, r, K)
+    # the images' coordinates on the (rescaled, orthogonal) bases: what each recall aims at
+    targets = torch.stack([small(torch.roll(real, shifts=(dy, dx), dims=(-2, -1))) @ bases.T / bases.pow(2).sum(1)
+                           for dx, dy in SHIFTS[:r]], 1)
+    correlation = torch.nn.functional.cosine_similarity(coordinates.flatten(1), targets.flatten(1)).mean()
+    assert float(correlation) > 0.99
+    # refitted on these very images, the map from [features, 1] to coordinates, P A, solves the ridge problem
+    fresh = copy.deepcopy(memory)
+    unit = bases / bases.norm(dim=1, keepdim=True)
+    addressing = fit_head_to_images(fresh, real, unit, lambda x: torch.nn.functional.avg_pool2d(x, 2), ridge=1e-3)
+    projection = torch.cat([fresh.query_head.projection.weight.T, fresh.query_head.projection.bias[None]]).detach()
+    combined = projection @ addressing.transpose(0, 1).flatten(1)  # (F + 1, r K)
+    goal = torch.cat([small(torch.roll(real, shifts=(dy, dx), dims=(-2, -1))) @ unit.T for dx, dy in SHIFTS[:r]], 1)
+    gram = inputs.T @ inputs
+    gradient = inputs.T @ (inputs @ combined - goal) + 1e-3 * gram.diagonal().mean() * combined
+    assert float(gradient.abs().max()) < 1e-8 * float((inputs.T @ goal).abs().max())
+    # classes 5-9 were never fitted: their recall still follows the image (the pixels carry it)
+    other = digits.with_classes([str(c) for c in range(5, 10)]).images[:100].double()
+    with torch.no_grad():
+        recalled = (memory.query_head(other) @ memory.addressing[0]) @ bases
+    own = small(other) @ unit.T @ unit  # each image's projection on the bases' span
+    assert float(torch.nn.functional.cosine_similarity(recalled, own).mean()) > 0.99
 
 
 def test_fit_addressing_is_the_ridge_least_squares_solution():
@@ -398,6 +506,31 @@ def test_a_frozen_encoder_stays_as_it_started_while_the_projection_learns(tmp_pa
     assert "started supervised:" in (tmp_path / "run" / "memory" / "README.md").read_text()
 
 
+def test_a_frozen_projection_keeps_its_fit_to_the_images_while_the_tables_learn(tmp_path):
+    """--query-projection-lr 0 with --query-fit images: the projection the memory keeps is exactly its fitted start
+    (the fit on the Distiller's training part, seed 0, after the supervised start), while bases and addressing learn."""
+    from hf_rtp import distill_memory
+    from hf_rtp.data import load_image_dataset
+    from hf_rtp.query_head import start_encoder
+
+    from helpers import tiny
+
+    train = load_image_dataset("digits", "train")
+    options = dict(ipc=1, num_bases=4, query_encoder=ENCODER, query_dim=8, query_pixels=True)
+    settings = dict(classes_per_step=3, shots=1, eval_episodes=2, final_models=0, query_encoder_epochs=1,
+                    validation_fraction=0.1, query_fit="images", query_projection_lr=0)
+    torch.manual_seed(0)
+    done = distill_memory(tiny(tmp_path / "run", steps=3, **settings), AddressableMemory.for_dataset(train, **options),
+                          train)
+    start = AddressableMemory.for_dataset(train, **options)
+    part = train.split_validation(0.1, seed=0)[0]
+    start_encoder(start.query_head, ENCODER, {}, "supervised", train=part, epochs=1)
+    init_from_real(start, part, torch.Generator().manual_seed(0), query_fit="images")
+    assert torch.equal(done.query_head.projection.weight, start.query_head.projection.weight)
+    assert torch.equal(done.query_head.projection.bias, start.query_head.projection.bias)
+    assert not torch.equal(done.bases, start.bases) and not torch.equal(done.addressing, start.addressing)
+
+
 def test_the_encoder_learns_by_default_only_after_a_random_start():
     from hf_rtp.distill import DistillConfig
     from hf_rtp.session import group_rates
@@ -411,6 +544,7 @@ def test_the_encoder_learns_by_default_only_after_a_random_start():
     assert group_rates({"lr": 0.01, "query_encoder_start": "supervised"}, memory) == [0.01, 0.01]
     assert group_rates({"lr": 0.01, "query_encoder_start": "random"}, memory) == [0.01, 0.01, 0.01]
     assert group_rates({"lr": 0.01, "query_encoder_lr": 0.002}, memory) == [0.01, 0.01, 0.002]
+    assert group_rates({"lr": 0.01, "query_encoder_lr": 0.002, "query_projection_lr": 0}, memory) == [0.01, 0.002]
 
 
 def test_the_image_addressing_example_runs_on_its_defaults(tmp_path):
