@@ -14,7 +14,7 @@ import importlib.util
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +29,7 @@ from .learners import create_learner, learner_specs
 from .modeling_memory import AddressableMemory
 from .objectives import objective_for
 from .options import check_fields
-from .outer_step import NonFiniteError, OuterStep, build_optimizer
+from .outer_step import NonFiniteError, OuterStep, build_optimizer, group_rates
 from .query_head import start_encoder
 from .host import compiler_available
 from .session import RunSession, run_settings
@@ -40,7 +40,7 @@ __all__ = ["DistillConfig", "Distiller", "NonFiniteError", "run_settings", "unro
 
 @dataclass
 class DistillConfig:
-    steps: int = field(default=2000, metadata={"min": 1, "resumable": True, "help": 'Outer steps (meta-gradient updates of the memory). The paper runs 50k on a GPU.'})
+    steps: int = field(default=2000, metadata={"min": 0, "resumable": True, "help": "Outer steps (meta-gradient updates of the memory). The paper runs 50k on a GPU. 0: none; the start (e.g. --init real) is validated, scored and saved as it is."})
     max_minutes: float | None = field(default=None, metadata={"resumable": True, "help": "Wall-clock limit of the run (counts across resumes): the outer loop starts no step it expects to end past it (a one-off compile counts; runs shorter than COMPILE_PAYS_MINUTES run eager unless compile is asked for), and the final evaluation then gets as long again: it trains as many of final_models as fit (at least one)."})
     unroll_steps: int = field(default=150, metadata={"min": 1, "help": 'T: inner SGD steps per unroll (150 for IPC 1/10 and 200 for IPC 50 in the paper).'})
     window: int | None = field(default=None, metadata={"min": 1, "help": 'Differentiate only the last W inner steps (truncated BPTT); None differentiates all T.'})
@@ -62,9 +62,11 @@ class DistillConfig:
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = field(default="default", metadata={"help": "torch.compile's mode for the unroll's per-step work: `reduce-overhead` replays it as CUDA graphs (on an H100 at T=150, 0.32 s per outer step against 0.70 s compiled and 1.52 s eager; GPU only, check your gradients on your setup)."})
     init: Literal["auto", "random", "real"] = field(default="auto", metadata={"help": "How a new memory starts: `random` tables (Xavier, the paper) or `real` images of the training split at the data's scale (one_hot: the images; learned: bases spanning real images and addressing that recalls some of them; image-addressed: bases spanning real images, a query projection fitted to the classes of real images and standardised, and addressing fitted so each class's queries recall real images of it). `auto`: `real` for a memory addressed by images (from random tables they stayed at chance), `random` otherwise."})
     query_encoder_start: Literal["random", "pretrained", "supervised"] = field(default="supervised", metadata={"help": "Image-addressed memories: where the query head's encoder starts: `supervised` training as a classifier of the training split first (the few-shot baselines' recipe: AdamW 1e-3, --query-encoder-epochs epochs; the default: it won on MNIST's validation split, 85.3% against 28.8% from `random` after 60 outer steps, bench/results/image_starts.json), timm's `pretrained` weights (from the Hub by name, or --query-encoder-weights offline), or timm's `random` init."})
+    query_fit: Literal["classes", "images"] = field(default="classes", metadata={"help": "Image-addressed memories starting from real images: what a query first recalls. `classes`: real images of its image's class (the head's projection regresses the class, the addressing maps each class to its images; best on the classes distilled). `images`: the image it was made from, seen through the bases (the projection and addressing fitted together, reduced-rank least squares; with --query-pixels this carries over to classes the memory never saw)."})
     query_encoder_weights: str | None = field(default=None, metadata={"help": "A local weights file, or a folder holding model.safetensors / pytorch_model.bin, for --query-encoder-start pretrained (timm's pretrained-config mechanism: it adapts the first convolution to the image's channels and drops the classifier)."})
     query_encoder_epochs: int = field(default=5, metadata={"min": 1, "help": "Epochs of the supervised start (--query-encoder-start supervised)."})
     query_encoder_lr: float | None = field(default=None, metadata={"help": "Outer learning rate of the query head's encoder (its projection learns at `lr`); 0 freezes the encoder. None: frozen after a supervised or pretrained start (fine-tuned at the outer lr 0.01, a supervised encoder collapsed to chance on MNIST's validation split), `lr` after a random one."})
+    query_projection_lr: float | None = field(default=None, metadata={"help": "Outer learning rate of the query head's projection; 0 freezes it (with --query-fit images, a frozen projection keeps recalling what a shot shows, which classes never distilled need: the meta-gradient on the distilled classes otherwise turns it into a classifier of them). None: `lr`."})
     inner_loops: int = field(default=1, metadata={"min": 1, "help": 'Independent unrolls per process per outer step, averaged.'})
     optimizer: Literal["sgd", "adam"] = field(default="sgd", metadata={"help": "Outer optimizer for bases and addressing: `sgd` (the authors') or `adam`."})
     lr: float = field(default=0.1, metadata={"help": 'Outer learning rate.'})
@@ -91,10 +93,8 @@ class DistillConfig:
 
     def encoder_lr(self) -> float:
         """The query encoder's outer learning rate: `query_encoder_lr`, or by default 0 (frozen) after a supervised
-        or pretrained start and `lr` after a random one."""
-        if self.query_encoder_lr is not None:
-            return self.query_encoder_lr
-        return self.lr if self.query_encoder_start == "random" else 0.0
+        or pretrained start and `lr` after a random one (`outer_step.group_rates`)."""
+        return group_rates(asdict(self))["query_encoder"]
 
     def __post_init__(self):
         check_fields(self)  # minimum values and choices, from the fields' declarations
@@ -102,6 +102,9 @@ class DistillConfig:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if self.query_encoder_lr is not None and not self.query_encoder_lr >= 0:
             raise ValueError(f"query_encoder_lr must be >= 0 (0 freezes the encoder; None: lr), got {self.query_encoder_lr}")
+        if self.query_projection_lr is not None and not self.query_projection_lr >= 0:
+            raise ValueError(f"query_projection_lr must be >= 0 (0 freezes the projection; None: lr), got "
+                             f"{self.query_projection_lr}")
         if self.query_encoder_weights is not None and self.query_encoder_start != "pretrained":
             raise ValueError("query_encoder_weights are the weights of --query-encoder-start pretrained")
         if self.inner_lr <= 0 or self.lr <= 0 or (self.label_lr is not None and self.label_lr <= 0):
@@ -191,6 +194,9 @@ class Distiller:
             raise ValueError(f"classes_per_step={config.classes_per_step} but the memory holds {memory.config.num_classes} "
                              f"classes: at most {memory.config.num_classes} (None: all of them)")
         self.memory = memory.to(self.device).train()
+        if config.query_fit != "classes" and not (memory.config.addressed_by_images and self.init == "real"):
+            raise ValueError(f"query_fit={config.query_fit!r} fits the query head of a memory addressed by images that "
+                             f"starts from real images (--query-encoder, --init real or auto)")
         self.objective = objective_for(self.memory, self.train_data, validation, config.classes_per_step,
                                        config.real_per_class, config.shots, config.eval_episodes, config.seed,
                                        config.push_dataset)
@@ -215,7 +221,7 @@ class Distiller:
             for name in learner_specs(config.inner_learner, unrolled=True)
         ]
         self.optimizer = build_optimizer(self.memory, config.optimizer, config.lr, config.momentum,
-                                         {"labels": config.label_lr, "query_encoder": config.encoder_lr()})
+                                         group_rates(asdict(config)))
         world = self.accelerator.num_processes
         self.outer_step = OuterStep(self.objective, self.inner, self.optimizer, config.synthetic_per_class,
                                     augment=config.augment, random_window=config.random_window,
@@ -355,7 +361,8 @@ class Distiller:
                         cfg.query_encoder_weights, self.train_data, cfg.query_encoder_epochs, cfg.seed)
                 if self.init == "real":
                     # Every rank draws the same images (same seed, same data), so the memories stay identical.
-                    init_from_real(self.memory, self.train_data, torch.Generator().manual_seed(cfg.seed))
+                    init_from_real(self.memory, self.train_data, torch.Generator().manual_seed(cfg.seed),
+                                   query_fit=cfg.query_fit)
                 self.elapsed += time.perf_counter() - started
             self.accelerator.wait_for_everyone()
         except BaseException:

@@ -9,13 +9,30 @@ nothing non-finite.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from .augment import Augmentation, identity
 from .objectives import Objective
 from .unroll import InnerLoop, UnrollResult
+
+
+def group_rates(settings: Mapping[str, Any]) -> dict[str, float]:
+    """The outer learning rate of each role of `AddressableMemory.parameter_groups`, from a run's distill settings (a
+    DistillConfig as a dict, or the `distill` record of a saved run, which may predate some fields): `tables` at
+    `lr`; `labels` at `label_lr` (None: lr); `query_projection` at `query_projection_lr` (None: lr); and
+    `query_encoder` at `query_encoder_lr`, by default 0 (frozen) after a supervised or pretrained start and lr after a
+    random one (runs saved before the start was recorded started random). One home for these defaults: the
+    optimizer is built from them and a resumed run's rates are checked against them. A rate of 0 freezes the group."""
+    lr = settings["lr"]
+    encoder = settings.get("query_encoder_lr")
+    if encoder is None:
+        encoder = lr if settings.get("query_encoder_start", "random") == "random" else 0.0
+    return {"tables": lr,
+            "labels": lr if settings.get("label_lr") is None else settings["label_lr"],
+            "query_projection": lr if settings.get("query_projection_lr") is None else settings["query_projection_lr"],
+            "query_encoder": encoder}
 
 
 class NonFiniteError(FloatingPointError):

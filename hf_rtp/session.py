@@ -17,12 +17,13 @@ from .configuration_memory import MemoryOptions
 from .data import ImageClassificationData
 from .modeling_memory import AddressableMemory
 from .options import fields_with
+from .outer_step import group_rates as outer_rates
 from .run_dir import Checkpoint, RunDirectory
 
 
 # Learning rates a resume may lower (never raise): after a divergence the way on from the last good checkpoint, since
 # resuming at the same rate diverges the same way. The lower rates are recorded in settings.json under `changes`.
-LOWERABLE_RATES = ("lr", "label_lr", "query_encoder_lr")
+LOWERABLE_RATES = ("lr", "label_lr", "query_projection_lr", "query_encoder_lr")
 # The key of `run_settings` that holds the memory's tensor shapes: the session keeps them to tell a checkpoint of
 # other shapes as broken, and does not write them to settings.json (they follow from the options).
 TENSORS = "tensors"
@@ -40,17 +41,13 @@ def run_settings(config: Any, memory: AddressableMemory, train: ImageClassificat
 def group_rates(distill: dict[str, Any], memory: dict[str, Any]) -> list[float]:
     """The outer learning rate of each optimizer group of a run (its `distill` and `memory` settings), in the order
     `outer_step.build_optimizer` makes them from `AddressableMemory.parameter_groups`: tables, soft labels, query
-    projection, query encoder (a frozen encoder, rate 0, has no group)."""
-    lr = distill["lr"]
-    rates = [lr]
-    if memory.get("soft_labels"):
-        rates.append(distill.get("label_lr") or lr)
+    projection, query encoder (a frozen projection or encoder, rate 0, has no group). The rates and their defaults
+    are `outer_step.group_rates`."""
+    rates = outer_rates(distill)
+    roles = ["tables"] + (["labels"] if memory.get("soft_labels") else [])
     if memory.get("query_encoder") is not None:
-        encoder = distill.get("query_encoder_lr")
-        if encoder is None:  # DistillConfig.encoder_lr's default (runs that predate the field started random)
-            encoder = lr if distill.get("query_encoder_start", "random") == "random" else 0
-        rates += [lr] + ([] if encoder == 0 else [encoder])
-    return rates
+        roles += ["query_projection", "query_encoder"]
+    return [rates[role] for role in roles if rates[role] != 0 or role in ("tables", "labels")]
 
 
 class RunSession:
@@ -173,7 +170,7 @@ class RunSession:
         """What to tell a user whose run diverged at `step`, and what to do about it."""
         cfg, latest = self.config, self.run.latest()
         # resuming at the same rates diverges the same way: the way on is a lower outer rate (LOWERABLE_RATES)
-        also = [f"--{name.replace('_', '-')} {getattr(cfg, name) / 2:g}" for name in ("label_lr", "query_encoder_lr")
+        also = [f"--{name.replace('_', '-')} {getattr(cfg, name) / 2:g}" for name in LOWERABLE_RATES[1:]
                 if getattr(cfg, name, None)]
         return (f"step {step}: {what}. Nothing of this step was applied or saved. Likely cause: a learning rate too large "
                 f"(lr={cfg.lr} with {cfg.optimizer}, inner_lr={cfg.inner_lr}), or non-finite data. To go on from "
