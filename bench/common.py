@@ -130,9 +130,10 @@ def write_result(path: Path | str, record: dict[str, Any], args: argparse.Namesp
     path = Path(path)
     out: dict[str, Any] = {"command": command_line()}
     note = getattr(args, "note", None)
+    merged_from = path  # a .new.json written beside a committed result still merges with that result
     path = _unless_it_replaces_a_committed_result(path, record, args, row_key)
-    if getattr(args, "merge", False) and path.exists():
-        old = json.loads(path.read_text())
+    if getattr(args, "merge", False) and (path.exists() or merged_from.exists()):
+        old = json.loads((path if path.exists() else merged_from).read_text())
         # a command run again moves to the end instead of being listed twice
         out["commands"] = [c for c in old.get("commands", [old["command"]]) if c != out["command"]] + [out["command"]]
         note = join_notes(old.get("note"), note)

@@ -427,6 +427,13 @@ def test_a_committed_result_is_never_replaced_unasked(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "r.new.json").read_text())["rows"][-1] == {"k": "a", "v": 3}
     _write(monkeypatch, path, [{"k": "b", "v": 1}], [], merge=True, row_key=key)  # a new row: added in place
     assert [r["k"] for r in json.loads(path.read_text())["rows"]] == ["a", "b"]
+    # a merge that replaces one row of the committed result: the .new.json holds the result's other rows and commands
+    # too (it used to hold only this run's rows), so moving it over the result loses nothing
+    (tmp_path / "r.new.json").unlink()
+    beside = _write(monkeypatch, path, [{"k": "b", "v": 5}], ["--again"], merge=True, row_key=key)
+    assert beside["rows"] == [{"k": "a", "v": 1}, {"k": "b", "v": 5}] and len(beside["commands"]) == 2
+    assert json.loads((tmp_path / "r.new.json").read_text()) == beside
+    assert [r["v"] for r in json.loads(path.read_text())["rows"]] == [1, 1]
     monkeypatch.setattr(sys, "argv", [str(ROOT / "bench" / "x.py"), "--overwrite"])
     written = common.write_result(path, {"rows": [{"k": "a", "v": 9}]}, argparse.Namespace(note=None, merge=False, overwrite=True))
     assert json.loads(path.read_text())["rows"] == [{"k": "a", "v": 9}] and written["command"] == "python bench/x.py"
