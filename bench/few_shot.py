@@ -18,7 +18,9 @@ combination of those bases) can be closer to a shot. A reference, not a proof of
 could still train a better network than r copies of the nearest one.
 Both networks are scored on up to `--test-per-class` other test images of each episode class. Reported: mean and
 95% interval (1.96 std / sqrt(episodes)) over episodes, with each memory's stored floats and the head's weights.
-Writes bench/results/few_shot.json (few_shot_held_out.json with --held-out; --merge adds settings). `--methods`
+Writes bench/results/few_shot.json (few_shot_held_out.json with --held-out; --merge adds settings). With --held-out,
+`--validation` draws the episodes from the training split's images of those classes (which the memory never saw):
+the split settings for new classes are chosen on (few_shot_held_out_validation.json). `--methods`
 runs only some columns and `--label` names the image-addressing column, so a second image-addressed memory (another
 encoder start) joins a table next to the first on the same episodes; with --merge, a row keeps the columns this run
 did not compute, and every column records the command and the memory it came from.
@@ -73,6 +75,10 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--held-out", nargs="*", default=None,
                         help="test classes (names) the image memory never saw; default: its own classes")
+    parser.add_argument("--validation", action="store_true",
+                        help="draw the --held-out episodes from the training split instead of the test split: images "
+                             "of classes the memory never saw, a validation split to choose settings on "
+                             "(writes few_shot_held_out_validation.json)")
     parser.add_argument("--learner-width", type=int, default=32)
     parser.add_argument("--learner-epochs", type=int, default=100)
     parser.add_argument("--classifier-epochs", type=int, default=1)
@@ -92,8 +98,11 @@ def main() -> None:
                      f"classes it never saw)")
     if not args.label.startswith("image addressing"):  # the report and the tables find the column by this prefix
         parser.error(f"--label must start with 'image addressing', got {args.label!r}")
-    if args.held_out and args.output == str(RESULTS / "few_shot.json"):
-        args.output = str(RESULTS / "few_shot_held_out.json")  # its own table
+    if args.validation and not args.held_out:
+        parser.error("--validation draws episodes of --held-out classes from the training split; the memory's own "
+                     "classes were distilled on it (name the held-out classes)")
+    if args.held_out and args.output == str(RESULTS / "few_shot.json"):  # its own table
+        args.output = str(RESULTS / f"few_shot_held_out{'_validation' if args.validation else ''}.json")
 
     import numpy as np
     import torch
@@ -112,6 +121,8 @@ def main() -> None:
     dataset = resolve_dataset(args.dataset or by_images.config.dataset_name)
     train, test = load_train_test(dataset, space=by_images.pixel_space())
     seen = by_images.config.class_names  # the classes the image memory (and the classifier) were trained on
+    if args.validation:  # the held-out classes' training images: the memory and the classifier never saw them
+        test = train
     train = train.with_classes(seen)
     test = test.with_classes(args.held_out) if args.held_out else test.with_classes(seen)
     if args.held_out and set(args.held_out) & set(seen):
@@ -175,8 +186,9 @@ def main() -> None:
     earlier, inherited = {}, {}
     if args.merge and Path(args.output).exists():  # columns of an earlier run on the same episodes stay in their row
         before = json.loads(Path(args.output).read_text())
-        mine = {"seen": seen, "held_out": args.held_out or [], "episodes": args.episodes}
-        theirs = {k: before.get(k) for k in mine}
+        mine = {"seen": seen, "held_out": args.held_out or [], "episodes": args.episodes,
+                "episodes_split": "train" if args.validation else "test"}
+        theirs = {k: before.get(k, "test" if k == "episodes_split" else None) for k in mine}  # older: test
         if theirs != mine:
             raise SystemExit(f"few_shot.py: --merge into {args.output}: its rows were scored on other episodes "
                              f"({theirs}, this run {mine}); pass another --output")
@@ -191,6 +203,7 @@ def main() -> None:
     record = {"image_memory": repo_relative(args.image_memory), "label_memory": repo_relative(args.label_memory),
               "dataset": args.dataset or by_images.config.dataset_name,
               "held_out": args.held_out or [], "seen": seen, "episodes": args.episodes,
+              "episodes_split": "train" if args.validation else "test",
               "image_memory_floats": by_images.config.storage_floats(),
               "label_memory_floats": by_labels.config.storage_floats(),
               "query_head_floats": by_images.config.query_head_floats(), "query_encoder": by_images.config.query_encoder,

@@ -172,7 +172,8 @@ def test_few_shot_bench_on_a_tiny_cifar100_layout_seen_and_held_out(tmp_path):
     assert second["runs"] == row["image addressing"]["runs"]  # the same memory on the same episodes
     assert len(second["runs"]) == 2
     for bad, message in ((["--label", "mine"], "--label must start with 'image addressing'"),
-                         (["--held-out", "class9", "--methods", "classify-then-recall"], "applies to --held-out")):
+                         (["--held-out", "class9", "--methods", "classify-then-recall"], "applies to --held-out"),
+                         (["--validation"], "--validation draws episodes of --held-out classes")):
         done = subprocess.run(base + [str(tmp_path / "by-images-seen"), str(tmp_path / "by-labels"), *bad],
                               capture_output=True, text=True, env=env, timeout=600)
         assert done.returncode == 2 and message in done.stderr, done.stderr[-2000:]
@@ -187,6 +188,15 @@ def test_few_shot_bench_on_a_tiny_cifar100_layout_seen_and_held_out(tmp_path):
     row = record["rows"][0]
     assert "classify-then-recall" not in row  # a label memory cannot recall classes it never saw
     assert len(row["shots alone"]["runs"]) == 2 and row["shots in the memory's span"]["bases"] == 4
+    assert record["episodes_split"] == "test"
+    # --validation: the held-out classes' episodes from the training split (the memory never saw those classes)
+    done = subprocess.run(base + [str(tmp_path / "by-images-seen"), str(tmp_path / "by-labels"), "--held-out", *held,
+                                  "--validation", "--output", str(tmp_path / "held-val.json"), "--methods",
+                                  "image addressing"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    validation = json.loads((tmp_path / "held-val.json").read_text())
+    assert validation["episodes_split"] == "train" and validation["held_out"] == held
+    assert len(validation["rows"][0]["image addressing"]["runs"]) == 2
 
 
 def test_image_starts_runs_a_start_and_records_its_validation_curve(tmp_path):
