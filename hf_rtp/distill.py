@@ -454,6 +454,8 @@ class Distiller:
             **({"inner_learner": cfg.inner_learner} if cfg.inner_learner != "convnet" else {}),
             "optimizer": cfg.optimizer, "init": self.init, "compile": self.compile, "augment": cfg.augment, "lr": cfg.lr,
             **({"label_lr": cfg.label_lr or cfg.lr} if self.memory.config.soft_labels else {}),
+            **({"query_fit": cfg.query_fit, "query_projection_lr": group_rates(asdict(cfg))["query_projection"],
+                "query_encoder_lr": cfg.encoder_lr()} if self.memory.config.addressed_by_images else {}),
             "processes": self.accelerator.num_processes, "minutes": round(self.elapsed / 60, 2), "seed": cfg.seed,
         }
         return self.memory.eval()

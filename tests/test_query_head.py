@@ -274,6 +274,7 @@ def test_cli_distills_a_memory_whose_head_sees_pixels_and_recalls_its_shots(tmp_
     memory = AddressableMemory.from_pretrained(out / "memory")
     assert memory.config.query_pixels and memory.query_head.pixels == memory.config.downsample
     assert memory.config.distillation["outer_steps"] == 0 and memory.config.distillation["best_step"] == 0
+    assert memory.config.distillation["query_fit"] == "images"  # on the card, with the head's rates
     assert len(memory.config.evaluation["accuracy"]["runs"]) == 2
     capsys.readouterr()
     main(["info", str(out / "memory")])
