@@ -437,7 +437,9 @@ def few_shot(lines):
     baselines = ("classify-then-recall", "nearest neighbour", "shots alone", "shots in the memory's span")
     paper = {1: (55.7, 50.6, 48.6), 5: (71.2, 58.5, 61.7)}  # CIFAR-100, Table 4 (image addressing, c-t-r, NN)
     for name, title in (("few_shot.json", "Few-shot recall by images"),
-                        ("few_shot_held_out.json", "Few-shot recall by images, classes never seen in distillation")):
+                        ("few_shot_held_out.json", "Few-shot recall by images, classes never seen in distillation"),
+                        ("few_shot_held_out_validation.json",
+                         "Few-shot recall by images, classes never seen in distillation: validation episodes")):
         r = load(name)
         if not r:
             continue
@@ -446,26 +448,37 @@ def few_shot(lines):
         present = [m for m in columns if m.startswith("image addressing")] + [m for m in baselines if m in columns]
         starts = {m: next((row[m] for row in r["rows"] if m in row and "memory" in row[m]), None)
                   for m in present if m.startswith("image addressing")}
-        heads = "; ".join(f"{m}: `{s['memory']}`, {s['floats']} floats, encoder start {s['start']}" if s else
-                          f"{m}: `{r['image_memory']}`, {r['image_memory_floats']} floats, encoder start random"
+        heads = "; ".join(f"{m}: `{s['memory']}`, {s['floats']} floats"
+                          f"{', head ' + str(s['head_floats']) + ' floats' if s.get('head_floats') else ''}, "
+                          f"encoder start {s['start']}" if s else
+                          f"{m}: `{r['image_memory']}`, {r['image_memory_floats']} floats, head {r['query_head_floats']} floats, "
+                          f"encoder start random"
                           for m, s in starts.items())
         lines += [f"### {title} (`bench/few_shot.py`)", "",
-                  f"{r['dataset']}, episodes of the test split (classes {', '.join(r['held_out'] or r['seen'])}); "
-                  f"the memories see only the shots. Image-addressed memories ({heads}), each plus a "
-                  f"`{r['query_encoder']}` query head of {r['query_head_floats']} floats; label-addressed memory: "
+                  f"{r['dataset']}, episodes of the {'training' if r.get('episodes_split') == 'train' else 'test'} "
+                  f"split (classes {', '.join(r['held_out'] or r['seen'])}); "
+                  f"the memories see only the shots. Image-addressed memories ({heads}), each with a "
+                  f"`{r['query_encoder']}` query head (its floats as listed, outside the budget); label-addressed memory: "
                   f"{r['label_memory_floats']} floats. Fresh learner on each recall: {r['learner']}; the nearest-neighbour "
                   f"and classify-then-recall classifier is a `{r['query_encoder']}` trained {r['classifier_epochs']} "
                   f"epoch(s) on the training split of the memory's classes. Mean +- 95% interval over "
                   f"{r['episodes']} episodes.", "",
-                  "| episodes | " + " | ".join(present) + " | command |", "|---" * (len(present) + 2) + "|"]
-        for row in sorted(r["rows"], key=lambda row: (row["way"], row["shots"])):
+                  ]
+        if len(r["rows"]) == 1:  # one setting (a validation table): a line per memory or reference reads better
+            row = r["rows"][0]
+            lines += [f"| {row['way']}-way {row['shots']}-shot | accuracy | command |", "|---|---|---|"]
+            lines += [f"| {m} | {100 * row[m]['mean']:.2f} +- {100 * row[m]['ci95']:.2f}% | "
+                      f"`{shown(row[m].get('command', row['command']))}` |" for m in present if m in row]
+        else:
+            lines += ["| episodes | " + " | ".join(present) + " | command |", "|---" * (len(present) + 2) + "|"]
+        for row in sorted(r["rows"], key=lambda row: (row["way"], row["shots"])) if len(r["rows"]) > 1 else []:
             cells = [f"{100 * row[m]['mean']:.2f} +- {100 * row[m]['ci95']:.2f}%" if m in row else "-" for m in present]
             compiled = " (compiled learners)" if row.get("learner_compiled") else ""
             commands = dict.fromkeys(row[m].get("command", row["command"]) for m in present if m in row)
             lines.append(f"| {row['way']}-way {row['shots']}-shot{compiled} | " + " | ".join(cells)
                          + " | " + "; ".join(f"`{shown(c)}`" for c in commands) + " |")
         if r["held_out"]:
-            lines += ["", "No classify-then-recall column: its classifier (and a label memory) knows only the classes it "
+            lines += ["", "No classify-then-recall: its classifier (and a label memory) knows only the classes it "
                       "was trained on, none of these. No 10-way rows: five classes are held out. Chance is 20% in a 5-way episode."]
         if {"shots alone", "shots in the memory's span"} & set(present):
             lines += ["", "Reference columns, which store nothing: `shots alone` trains the same fresh learner on the "

@@ -486,7 +486,7 @@ WRITTEN = {
     "cross_arch": ({"title", "memory", "checkpoint", "distiller_val_accuracy", "dataset", "ipc", "epochs", "split", "output_norm", "rows", "distilled_with"},
                    {"student", "learner", "learner_kwargs", "recipe", "recipe_settings", "distilled", "random_real", "models",
                     "command"}),
-    "few_shot": ({"image_memory", "label_memory", "dataset", "held_out", "seen", "episodes", "image_memory_floats",
+    "few_shot": ({"image_memory", "label_memory", "dataset", "held_out", "seen", "episodes", "episodes_split", "image_memory_floats",
                   "label_memory_floats", "query_head_floats", "query_encoder", "learner", "classifier_epochs", "rows"},
                  {"way", "shots", "held_out", "learner_compiled", "command", "image addressing*", "nearest neighbour",
                   "classify-then-recall", "shots alone", "shots in the memory's span"}),
