@@ -150,7 +150,7 @@ def test_a_random_window_ends_each_unroll_at_a_drawn_step_in_w_to_t(digits, tmp_
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [(dict(steps=0), "steps"), (dict(optimizer="lbfgs"), "optimizer"), (dict(random_window=True), "random_window needs a window"),
+    [(dict(steps=-1), "steps"), (dict(optimizer="lbfgs"), "optimizer"), (dict(random_window=True), "random_window needs a window"),
      (dict(window=0), "window"), (dict(unroll_steps=0), "unroll_steps")],
 )
 def test_bad_distill_settings(kwargs, message):
