@@ -190,6 +190,10 @@ python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag outer_l
 python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag inner_lr0.1 --settings '{"inner_lr": 0.1}'
 python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag K8 --settings '{"num_bases": 8}'
 python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag ds1-K8 --settings '{"num_bases": 8, "downsample": 1}'
+# ... and what limits Permuted MNIST: its first two tasks' memories (8 full-resolution bases, no spatial prior to
+# downsample on) against random and all raw images of each task, with the defaults and with three times the compute
+python bench/continual_tasks.py --stream permutations --first-tasks 2 --tag default
+python bench/continual_tasks.py --stream permutations --first-tasks 2 --tag steps3 --settings '{"steps_per_batch": 3, "final_steps": 300}'
 python bench/continual_tasks.py --stream rotations --first-tasks 2 --tag clip1 --settings '{"clip_grad_norm": 1.0}'
 # ... the whole 20-task validation stream (joint and per-task rows; its bank kept for the retraining table), and
 # rehearsal of earlier memories inside the unroll
