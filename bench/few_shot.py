@@ -19,8 +19,8 @@ could still train a better network than r copies of the nearest one.
 Both networks are scored on up to `--test-per-class` other test images of each episode class. Reported: mean and
 95% interval (1.96 std / sqrt(episodes)) over episodes, with each memory's stored floats and the head's weights.
 Writes bench/results/few_shot.json (few_shot_held_out.json with --held-out; --merge adds settings). With --held-out,
-`--validation` draws the episodes from the training split's images of those classes (which the memory never saw):
-the split settings for new classes are chosen on (few_shot_held_out_validation.json). `--methods`
+`--validation` draws the episodes from the training split's images of those classes, which the memory never saw:
+the split on which settings for new classes are chosen (few_shot_held_out_validation.json). `--methods`
 runs only some columns and `--label` names the image-addressing column, so a second image-addressed memory (another
 encoder start) joins a table next to the first on the same episodes; with --merge, a row keeps the columns this run
 did not compute, and every column records the command and the memory it came from.

@@ -471,12 +471,12 @@ def few_shot(lines):
                       f"`{shown(row[m].get('command', row['command']))}` |" for m in present if m in row]
         else:
             lines += ["| episodes | " + " | ".join(present) + " | command |", "|---" * (len(present) + 2) + "|"]
-        for row in sorted(r["rows"], key=lambda row: (row["way"], row["shots"])) if len(r["rows"]) > 1 else []:
-            cells = [f"{100 * row[m]['mean']:.2f} +- {100 * row[m]['ci95']:.2f}%" if m in row else "-" for m in present]
-            compiled = " (compiled learners)" if row.get("learner_compiled") else ""
-            commands = dict.fromkeys(row[m].get("command", row["command"]) for m in present if m in row)
-            lines.append(f"| {row['way']}-way {row['shots']}-shot{compiled} | " + " | ".join(cells)
-                         + " | " + "; ".join(f"`{shown(c)}`" for c in commands) + " |")
+            for row in sorted(r["rows"], key=lambda row: (row["way"], row["shots"])):
+                cells = [f"{100 * row[m]['mean']:.2f} +- {100 * row[m]['ci95']:.2f}%" if m in row else "-" for m in present]
+                compiled = " (compiled learners)" if row.get("learner_compiled") else ""
+                commands = dict.fromkeys(row[m].get("command", row["command"]) for m in present if m in row)
+                lines.append(f"| {row['way']}-way {row['shots']}-shot{compiled} | " + " | ".join(cells)
+                             + " | " + "; ".join(f"`{shown(c)}`" for c in commands) + " |")
         if r["held_out"]:
             lines += ["", "No classify-then-recall: its classifier (and a label memory) knows only the classes it "
                       "was trained on, none of these. No 10-way rows: five classes are held out. Chance is 20% in a 5-way episode."]

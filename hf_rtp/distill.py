@@ -29,7 +29,7 @@ from .learners import create_learner, learner_specs
 from .modeling_memory import AddressableMemory
 from .objectives import objective_for
 from .options import check_fields
-from .outer_step import NonFiniteError, OuterStep, build_optimizer, group_rates
+from .outer_step import NonFiniteError, OuterStep, build_optimizer, outer_rates
 from .query_head import start_encoder
 from .host import compiler_available
 from .session import RunSession, run_settings
@@ -93,8 +93,8 @@ class DistillConfig:
 
     def encoder_lr(self) -> float:
         """The query encoder's outer learning rate: `query_encoder_lr`, or by default 0 (frozen) after a supervised
-        or pretrained start and `lr` after a random one (`outer_step.group_rates`)."""
-        return group_rates(asdict(self))["query_encoder"]
+        or pretrained start and `lr` after a random one (`outer_step.outer_rates`)."""
+        return outer_rates(asdict(self))["query_encoder"]
 
     def __post_init__(self):
         check_fields(self)  # minimum values and choices, from the fields' declarations
@@ -221,7 +221,7 @@ class Distiller:
             for name in learner_specs(config.inner_learner, unrolled=True)
         ]
         self.optimizer = build_optimizer(self.memory, config.optimizer, config.lr, config.momentum,
-                                         group_rates(asdict(config)))
+                                         outer_rates(asdict(config)))
         world = self.accelerator.num_processes
         self.outer_step = OuterStep(self.objective, self.inner, self.optimizer, config.synthetic_per_class,
                                     augment=config.augment, random_window=config.random_window,
@@ -454,7 +454,7 @@ class Distiller:
             **({"inner_learner": cfg.inner_learner} if cfg.inner_learner != "convnet" else {}),
             "optimizer": cfg.optimizer, "init": self.init, "compile": self.compile, "augment": cfg.augment, "lr": cfg.lr,
             **({"label_lr": cfg.label_lr or cfg.lr} if self.memory.config.soft_labels else {}),
-            **({"query_fit": cfg.query_fit, "query_projection_lr": group_rates(asdict(cfg))["query_projection"],
+            **({"query_fit": cfg.query_fit, "query_projection_lr": outer_rates(asdict(cfg))["query_projection"],
                 "query_encoder_lr": cfg.encoder_lr()} if self.memory.config.addressed_by_images else {}),
             "processes": self.accelerator.num_processes, "minutes": round(self.elapsed / 60, 2), "seed": cfg.seed,
         }

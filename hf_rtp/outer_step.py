@@ -18,7 +18,7 @@ from .objectives import Objective
 from .unroll import InnerLoop, UnrollResult
 
 
-def group_rates(settings: Mapping[str, Any]) -> dict[str, float]:
+def outer_rates(settings: Mapping[str, Any]) -> dict[str, float]:
     """The outer learning rate of each role of `AddressableMemory.parameter_groups`, from a run's distill settings (a
     DistillConfig as a dict, or the `distill` record of a saved run, which may predate some fields): `tables` at
     `lr`; `labels` at `label_lr` (None: lr); `query_projection` at `query_projection_lr` (None: lr); and

@@ -17,7 +17,7 @@ from .configuration_memory import MemoryOptions
 from .data import ImageClassificationData
 from .modeling_memory import AddressableMemory
 from .options import fields_with
-from .outer_step import group_rates as outer_rates
+from .outer_step import outer_rates
 from .run_dir import Checkpoint, RunDirectory
 
 
@@ -42,7 +42,7 @@ def group_rates(distill: dict[str, Any], memory: dict[str, Any]) -> list[float]:
     """The outer learning rate of each optimizer group of a run (its `distill` and `memory` settings), in the order
     `outer_step.build_optimizer` makes them from `AddressableMemory.parameter_groups`: tables, soft labels, query
     projection, query encoder (a frozen projection or encoder, rate 0, has no group). The rates and their defaults
-    are `outer_step.group_rates`."""
+    are `outer_step.outer_rates`."""
     rates = outer_rates(distill)
     roles = ["tables"] + (["labels"] if memory.get("soft_labels") else [])
     if memory.get("query_encoder") is not None:
