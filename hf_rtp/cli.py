@@ -261,12 +261,16 @@ def evaluate_bank(args: argparse.Namespace) -> dict[str, Any]:
     from .options import given
 
     explicit = {k: v for k, v in given(args, EvalConfig).items() if k != "progress"}
-    carried = {"epochs": "retrain_epochs", "lr": "retrain_lr", "batch_size": "retrain_batch", "seed": "seed"}
+    carried = {"epochs": "retrain_epochs", "lr": "retrain_lr", "batch_size": "retrain_batch", "noise": "retrain_noise",
+               "seed": "seed"}
     ignored = sorted(k for k in explicit if k not in carried)
     if ignored:
         raise UsageError(f"{', '.join('--' + k.replace('_', '-') for k in ignored)} do not apply to a bank: it retrains "
-                         "the stream's own network (only --epochs, --lr, --batch-size and --seed carry over)")
-    config = ContinualConfig(**{carried[k]: v for k, v in explicit.items()})
+                         "the stream's own network (only --epochs, --lr, --batch-size, --noise and --seed carry over)")
+    try:  # the recipe the bank's run retrained with (bank.json's `recipe`), the options given replacing its settings
+        config = ContinualConfig(**{**(bank.recipe or {}), **{carried[k]: v for k, v in explicit.items()}})
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"{args.memory}: the retraining recipe is not valid: {error}") from error
     scored = score_bank(bank, config, args.dataset)
     for mode, assumes in (("joint", "one network on everything recalled"),
                           ("per-task", "one network per task memory; needs the task's identity at test time")):

@@ -45,6 +45,7 @@ class EvalConfig:
     width: int = field(default=128, metadata={"protocol": True, "help": 'ConvNet width.'})
     seed: int = field(default=0, metadata={"protocol": True, "help": 'Seed of network inits and minibatch order: model i uses seed + i.'})
     augment: str | None = field(default=None, metadata={"protocol": True, "help": "DSA augmentation with per-image parameters on every training batch (e.g. flip_rotate, dsa); None for none."})
+    noise: float = field(default=0.0, metadata={"protocol": True, "help": "Std of Gaussian noise added to every training image at every step, in normalised pixel units (0: none). It teaches the network to ignore directions its training set does not span: a network retrained on a bank of task memories otherwise reads other tasks' features into a task's test images (docs/continual.md)."})
     micro_batch: int | None = field(default=None, metadata={"help": "Accumulate each ConvNet minibatch's gradient over micro-batches of this size: the same update, less cache pressure (faster on a CPU, e.g. 64)."})
     compile: bool = field(default=False, metadata={"help": "torch.compile the training networks (about 1.5x faster on CPU; compiled once per shape and reused across models)."})
     teacher_epochs: int = field(default=1, metadata={"help": "For a memory with learned soft labels: epochs of the teacher ConvNet trained on the full training split, whose predictions label the random real images (so both rows train on soft labels)."})
@@ -67,6 +68,8 @@ class EvalConfig:
             raise ValueError(f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be positive (None: no time limit), got {self.max_minutes}")
+        if not 0 <= self.noise < math.inf:
+            raise ValueError(f"noise must be a finite std >= 0 (0: none), got {self.noise}")
         if self.input_size is not None and self.input_size < 4:
             raise ValueError(f"input_size must be >= 4 pixels (or None), got {self.input_size}")
 
@@ -138,6 +141,8 @@ def train_from_scratch(
             rows = order[start : start + config.batch_size]
             optimizer.zero_grad(set_to_none=True)
             x, y = augment(images[rows]), labels[rows]
+            if config.noise:  # drawn on the CPU generator, so a seed gives the same noise on any device
+                x = x + config.noise * torch.randn(x.shape, generator=generator).to(device)
             # Only the ConvNet (instance norm, no cross-image coupling) gets exactly the same update in parts.
             step = config.micro_batch if config.micro_batch and isinstance(net, ConvNet) else len(rows)
             for xs, ys in zip(x.split(step), y.split(step)):

@@ -83,7 +83,7 @@ def test_continual_bench_runs_every_method_on_one_buffer(tmp_path):
     assert kept["runs"][0]["bank"].endswith("bank") and json.loads((tmp_path / "bank" / "bank.json").read_text())["stream"]
     # ... with the run's retraining recipe, which its bank.json records (3 epochs here, not the default 100)
     assert json.loads((tmp_path / "bank" / "bank.json").read_text())["recipe"] == {
-        "learner": "mlp", "retrain_epochs": 3, "retrain_lr": 0.01, "retrain_batch": 256, "seed": 0}
+        "learner": "mlp", "retrain_epochs": 3, "retrain_lr": 0.01, "retrain_batch": 256, "retrain_noise": 0.0, "seed": 0}
     rescore = subprocess.run([sys.executable, str(ROOT / "bench" / "continual_bank.py"), str(tmp_path / "bank"),
                               "--output", str(tmp_path / "rescored.json")],
                              capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)

@@ -250,7 +250,7 @@ def test_a_banks_stream_definition_rebuilds_each_tasks_test_set(digits, tmp_path
     definition = json.loads((tmp_path / "bank" / "bank.json").read_text())["stream"]
     assert definition == MemoryBank.from_pretrained(tmp_path / "bank").stream
     assert MemoryBank.from_pretrained(tmp_path / "bank").recipe == config.retraining() == {
-        "learner": "mlp", "retrain_epochs": 1, "retrain_lr": 0.01, "retrain_batch": 256, "seed": 0}
+        "learner": "mlp", "retrain_epochs": 1, "retrain_lr": 0.01, "retrain_batch": 256, "retrain_noise": 0.0, "seed": 0}
     for task in stream.tasks:
         rebuilt = task_test_set(definition, task.name)
         assert torch.equal(rebuilt.images, task.test().images) and torch.equal(rebuilt.labels, task.test().labels)

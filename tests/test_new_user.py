@@ -74,11 +74,18 @@ def test_a_bank_is_a_first_class_cli_target(stream_bank, tmp_path, fake_hub, cap
     recalled = load_from_disk(str(tmp_path / "r"))
     assert code == 0 and set(recalled["task"]) == {"task-01"} and "image" in recalled.column_names
     assert (tmp_path / "r" / "recalled.png").is_file()
-    # evaluate rebuilds the tasks' test sets from bank.json and scores what the run reported (retrain epochs carried)
-    code, out, _ = run_cli(["evaluate", str(folder), "--epochs", "2", "--json"], capsys)
+    # evaluate rebuilds the tasks' test sets from bank.json and scores what the run reported, with the recipe bank.json
+    # records (2 retraining epochs here; it used ContinualConfig's 100 unless --epochs said 2)
+    code, out, _ = run_cli(["evaluate", str(folder), "--json"], capsys)
     scored = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and scored["joint"]["accuracy"] == result["accuracy"]
     assert scored["per-task"]["accuracy"] == result["per_task"]["accuracy"]
+    code, out, _ = run_cli(["evaluate", str(folder), "--epochs", "20", "--json"], capsys)  # an option replaces its setting
+    longer = json.loads(out.strip().splitlines()[-1])
+    code, out, _ = run_cli(["evaluate", str(folder), "--epochs", "20", "--noise", "3.0", "--json"], capsys)
+    noisy = json.loads(out.strip().splitlines()[-1])
+    assert longer["per-task"]["accuracy"] != result["per_task"]["accuracy"]
+    assert code == 0 and (noisy["joint"], noisy["per-task"]) != (longer["joint"], longer["per-task"])
     code, _, err = run_cli(["evaluate", str(folder), "--width", "8"], capsys)
     assert code == 2 and "--width do not apply to a bank" in err
     # a task memory's card and info say which task of which stream it holds (it said "unknown dataset")

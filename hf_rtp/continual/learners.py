@@ -93,6 +93,7 @@ class ContinualConfig:
     retrain_epochs: int = field(default=100, metadata={"min": 1, "help": "Compress-then-recall: epochs of the fresh network on everything recalled."})
     retrain_lr: float = field(default=0.01, metadata={"help": "Compress-then-recall: its SGD (momentum 0.9) learning rate."})
     retrain_batch: int = field(default=256, metadata={"min": 1, "help": "Compress-then-recall: its minibatch size."})
+    retrain_noise: float = field(default=0.0, metadata={"help": "Compress-then-recall: std of Gaussian noise added to every recalled image at every retraining step (0: none). A task memory recalls images in the span of its few bases; trained on all of them, the joint network reads the other tasks' features into a task's test images, and noise teaches it to ignore what the recall does not span."})
     seed: int = field(default=0, metadata={"min": 0, "help": "Seed of the network inits, replay draws and unrolls."})
 
     def __post_init__(self):
@@ -102,6 +103,8 @@ class ContinualConfig:
         for name in ("lr", "inner_lr", "outer_lr", "retrain_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.retrain_noise < math.inf:
+            raise ValueError(f"retrain_noise must be a finite std >= 0 (0: none), got {self.retrain_noise}")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise ValueError(f"clip_grad_norm must be positive (None: no clipping), got {self.clip_grad_norm}")
         if self.ewc_lambda < 0:
@@ -131,7 +134,8 @@ class ContinualConfig:
 
     def retraining(self) -> dict[str, Any]:
         """What trains a network on a bank's recall (both recall modes), as a bank records it (`MemoryBank.recipe`)."""
-        return {name: getattr(self, name) for name in ("learner", "retrain_epochs", "retrain_lr", "retrain_batch", "seed")}
+        return {name: getattr(self, name) for name in ("learner", "retrain_epochs", "retrain_lr", "retrain_batch", "retrain_noise",
+                                                  "seed")}
 
     def default_share(self, stream: TaskStream, buffer_floats: int | None = None) -> int:
         """The memory share's default: the smallest s > T with which the last task still holds a raw image of each of
@@ -406,7 +410,7 @@ def inner_loop(config: ContinualConfig, shape: tuple[int, int, int], outputs: in
 def retrain(config: ContinualConfig, images: torch.Tensor, labels: torch.Tensor, outputs: int, seed: int) -> nn.Module:
     """A fresh network trained from scratch on (images, labels): SGD, momentum 0.9, `retrain_*` settings."""
     evaluation = EvalConfig(models=1, epochs=config.retrain_epochs, lr=config.retrain_lr, batch_size=config.retrain_batch,
-                            learner=config.learner, progress=False, seed=seed)
+                            noise=config.retrain_noise, learner=config.learner, progress=False, seed=seed)
     return train_from_scratch(images, labels, outputs, evaluation, seed, "cpu")
 
 
