@@ -10,6 +10,8 @@ RA. The recipe is the one bank.json records (the run's network, `retrain_*` sett
 defaults for a bank saved before banks recorded it), so a bank scores what its run reported; options given
 (`--retrain-lr 0.03`) replace it: this is how the retraining recipe is tuned on a validation bank without distilling
 again.
+`--projected` also scores both modes' networks on each task's test images projected onto the span of its memory's
+recall: what the networks know of each task, apart from the part of a test image no recall spans.
 `--real-per-task N [N ...]` also trains the same network, with the same recipe, on N random raw training images of
 each task (the stream rebuilt from bank.json's definition): the joint and per-task numbers real data of known size
 gives, next to the memories'. `--output` (no default: a committed result is never overwritten unasked) merges one
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
                                                         "MNIST for ylecun/mnist when present)")
     parser.add_argument("--tag", default="as run", help="the row's name in --output")
     parser.add_argument("--real-per-task", type=int, nargs="+", default=[], help="also score N random raw images per task")
+    parser.add_argument("--projected", action="store_true", help="also score both modes' networks on each task's test "
+                        "images projected onto the span of its memory's recall (what the rest of a test image costs)")
     add_result_options(parser, None, mergeable=True)
     parser.add_argument("--output", default=None, help="merge a row into this JSON (default: print only)")
     args = parser.parse_args(argv)
@@ -54,10 +58,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"{args.bank}: its bank.json records no stream, so its test sets cannot be rebuilt")
     dataset = args.dataset or (resolve_dataset(bank.stream["dataset"]) if bank.stream["dataset"] == "ylecun/mnist" else None)
     started = time.perf_counter()
-    scored = score_bank(bank, config, dataset)
+    scored = score_bank(bank, config, dataset, projected=args.projected)
     for mode in ("joint", "per-task"):
         print(f"{args.bank} ({bank.stream['stream']}, {bank.stream['split']} split, {len(bank)} tasks) {mode}: "
-              f"RA {100 * scored[mode]['retained_accuracy']:.2f}%")
+              f"RA {100 * scored[mode]['retained_accuracy']:.2f}%"
+              + (f"; on the test images projected onto their memory's span "
+                 f"{100 * scored['projected'][mode]['retained_accuracy']:.2f}%" if args.projected else ""))
     rows = [{"tag": args.tag, "command": command_line(), "config": dataclasses.asdict(config), **scored,
              "seconds": time.perf_counter() - started}]
     for count in args.real_per_task:

@@ -605,11 +605,17 @@ def continual_retrain(lines):
         lines += [f"### Retraining on a {kind + ' ' if kind else ''}bank: {stream}, validation split (`bench/continual_bank.py`)", "",
                   f"One saved validation bank (`{r['bank']}`), retrained from scratch with each recipe (the stream's "
                   "network, SGD with momentum 0.9) in both recall modes: whether the joint mode's gap to the per-task "
-                  "mode is the retraining recipe's.", "",
-                  "| recipe | joint RA | per-task RA | command |", "|---|---|---|---|"]
+                  "mode is the retraining recipe's. Rows marked *projected* also score both networks on each task's "
+                  "test images projected onto the span of its memory's recall (`--projected`): what the networks know "
+                  "of a task, apart from the parts of a test image that no recall spans.", "",
+                  "| recipe | joint RA | per-task RA | joint RA, projected | per-task RA, projected | command |",
+                  "|---|---|---|---|---|---|"]
         for row in r["rows"]:
+            projected = [f"{100 * row['projected'][m]['retained_accuracy']:.2f}" if "projected" in row else "-"
+                         for m in ("joint", "per-task")]
             lines.append(f"| {row['tag']} | {100 * row['joint']['retained_accuracy']:.2f} | "
-                         f"{100 * row['per-task']['retained_accuracy']:.2f} | `{shown(row['command'])}` |")
+                         f"{100 * row['per-task']['retained_accuracy']:.2f} | {' | '.join(projected)} | "
+                         f"`{shown(row['command'])}` |")
         lines += ["", f"Machine: {r['machine']}.{note(r)}", ""]
 
 

@@ -85,13 +85,14 @@ def test_continual_bench_runs_every_method_on_one_buffer(tmp_path):
     assert json.loads((tmp_path / "bank" / "bank.json").read_text())["recipe"] == {
         "learner": "mlp", "retrain_epochs": 3, "retrain_lr": 0.01, "retrain_batch": 256, "retrain_noise": 0.0, "seed": 0}
     rescore = subprocess.run([sys.executable, str(ROOT / "bench" / "continual_bank.py"), str(tmp_path / "bank"),
-                              "--output", str(tmp_path / "rescored.json")],
+                              "--projected", "--output", str(tmp_path / "rescored.json")],
                              capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
     assert rescore.returncode == 0, rescore.stderr[-3000:]
     scored = json.loads((tmp_path / "rescored.json").read_text())["rows"][0]
     assert scored["joint"]["accuracy"] == kept["runs"][0]["accuracy"]
     assert scored["per-task"]["accuracy"] == kept["runs"][0]["per_task"]["accuracy"]
     assert scored["config"]["retrain_epochs"] == 3
+    assert len(scored["projected"]["joint"]["accuracy"]) == len(scored["tasks"]) and "projected" in rescore.stdout
     index = json.loads((tmp_path / "bank" / "bank.json").read_text())
     index["recipe"]["retrain_lr"] = -1  # a hand-edited recipe: refused in one line, before any retraining
     (tmp_path / "bank" / "bank.json").write_text(json.dumps(index))
@@ -500,7 +501,7 @@ WRITTEN = {
                         {"tag", "command", "settings", "config", "memory_floats", "recalled_images_per_task",
                          "joint_retained_accuracy", "mean", "tasks", "seconds", "threads"}),
     "continual_retrain": ({"bank", "stream", "split", "rows"},
-                          {"tag", "command", "config", "tasks", "joint", "per-task", "seconds", "real_per_task"}),
+                          {"tag", "command", "config", "tasks", "joint", "per-task", "seconds", "real_per_task", "projected"}),
     "extrapolation": ({"dataset", "task_size", "tasks", "ipc", "memory_floats", "steps", "minutes_per_task", "learner",
                        "config", "bank", "rows"}, {"way", "new_tasks", "command", "memories", "random real", "full real"}),
     "faults": ({"run", "checkpoint_every", "seed", "reference_seconds", "hook_calls", "kills", "killed", "bit_identical",

@@ -230,6 +230,7 @@ def test_the_example_keeps_a_stream_as_a_bank_and_loads_it_back(tmp_path):
     assert "retained accuracy over 2 tasks" in done.stdout
     bank = MemoryBank.from_pretrained(tmp_path / "bank")
     assert bank.tasks == ["task-00", "task-01"] and set(bank.accuracy) == {"task-00", "task-01"}
+    assert bank.recipe["retrain_noise"] == 2.0  # the example retrains with noise unless told otherwise
     assert bank.stream["stream"] == "rotations" and [t["name"] for t in bank.stream["tasks"]] == bank.tasks
 
 
@@ -257,9 +258,19 @@ def test_a_banks_stream_definition_rebuilds_each_tasks_test_set(digits, tmp_path
     # and the bank scores, in both recall modes, exactly what the run reported
     from hf_rtp.continual import score_bank
 
-    scored = score_bank(MemoryBank.from_pretrained(tmp_path / "bank"), config)
+    scored = score_bank(MemoryBank.from_pretrained(tmp_path / "bank"), config, projected=True)
     assert scored["joint"]["accuracy"] == result["accuracy"]
     assert scored["per-task"]["accuracy"] == result["per_task"]["accuracy"]
+    # the span probe: a memory's recall spans at most its K bases and the constant, and is its own projection there
+    from hf_rtp.continual.scoring import project, recall_span
+
+    recall = learner.recalls[0].training_set()[0]
+    span = recall_span(recall)
+    assert scored["projected"]["span_dims"][0] == len(span) <= learner.layout[0] + 1
+    assert torch.allclose(project(recall, span), recall, atol=1e-5)
+    test = stream.tasks[0].test().images
+    assert not torch.allclose(project(test, span), test, atol=1e-2)  # a real image is not
+    assert len(scored["projected"]["joint"]["accuracy"]) == len(stream.tasks)
     key = "rotation_degrees" if kind == "rotations" else "permutation"
     assert all(key in t["transform"] for t in definition["tasks"])
     with pytest.raises(ValueError, match="no task named 'task-09'"):
