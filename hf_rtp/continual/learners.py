@@ -134,8 +134,8 @@ class ContinualConfig:
 
     def retraining(self) -> dict[str, Any]:
         """What trains a network on a bank's recall (both recall modes), as a bank records it (`MemoryBank.recipe`)."""
-        return {name: getattr(self, name) for name in ("learner", "retrain_epochs", "retrain_lr", "retrain_batch", "retrain_noise",
-                                                  "seed")}
+        names = ("learner", "retrain_epochs", "retrain_lr", "retrain_batch", "retrain_noise", "seed")
+        return {name: getattr(self, name) for name in names}
 
     def default_share(self, stream: TaskStream, buffer_floats: int | None = None) -> int:
         """The memory share's default: the smallest s > T with which the last task still holds a raw image of each of
