@@ -350,6 +350,7 @@ python bench/continual_bank.py bench/results/memories/continual-rotations-warm-r
 # ... Gaussian noise in the retraining (--retrain-noise; its std and the epochs chosen on each stream's validation split)
 OMP_NUM_THREADS=1 python bench/continual.py --stream rotations --methods compress-then-recall --retrain-noise 2.0 --tag noise2.0 --seeds 0 1 2 --threads 1 --save-bank bench/results/memories/continual-rotations-noise-bank
 OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --methods compress-then-recall --warm-start --rehearse-per-step 80 --retrain-noise 2.0 --retrain-epochs 300 --tag warm-rehearse80-noise2-e300 --seeds 0 1 2 --threads 1 --save-bank bench/results/memories/continual-permutations-warm-noise-bank
+OMP_NUM_THREADS=1 python bench/continual.py --stream permutations --methods compress-then-recall --steps-per-batch 3 --final-steps 300 --retrain-noise 2.0 --retrain-epochs 300 --tag steps3-noise2.0-e300 --seeds 0 1 2 --threads 1 --save-bank bench/results/memories/continual-permutations-steps3-noise-bank
 OMP_NUM_THREADS=1 python bench/continual.py --stream many --methods compress-then-recall --retrain-noise 1.5 --retrain-epochs 300 --tag noise1.5-e300 --seeds 0 1 2 --threads 1 --save-bank bench/results/memories/continual-many-noise-bank
 python bench/continual_bank.py bench/results/memories/continual-rotations-noise-bank
 # New classifiers from separate memories: five 2-way MNIST tasks, every 2-way and 5-way mix of them, at the paper's
